@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages conclave builds against, and the Python venv
+# its tests use. Idempotent: does nothing that is already done.
+#
+# Debian packages, each for a reason:
+#   build-essential cmake ninja-build  compiler and build
+#   libabsl-dev            absl::Status/StatusOr, flags, containers, logging
+#   libspdlog-dev          structured logs
+#   libgtest-dev libgmock-dev  unit tests
+#   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
+#                          the gRPC API (proto/, server/)
+#   prometheus-cpp-dev     metrics exposer
+#   python3-venv           the test venv
+# Python (in .venv): llama-cpp-python (the llama.cpp peer for token and logit
+# parity, built from source by pip), numpy, pytest.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config libabsl-dev
+  libspdlog-dev libgtest-dev libgmock-dev libgrpc++-dev protobuf-compiler
+  protobuf-compiler-grpc libprotobuf-dev prometheus-cpp-dev python3-venv unzip)
+PY_PACKAGES=(numpy==2.3.5 pytest==8.4.2 llama-cpp-python==0.3.36)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${CONCLAVE_SKIP_PYTHON:-0}" != 1 ]; then
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating Python venv at $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c "import llama_cpp, numpy, pytest" 2>/dev/null; then
+    log "installing Python test packages (llama-cpp-python builds llama.cpp: a few minutes)"
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
+  fi
+fi
