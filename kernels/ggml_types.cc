@@ -1,6 +1,6 @@
 #include "kernels/ggml_types.h"
 
-#include "absl/log/check.h"
+#include "kernels/check.h"
 
 namespace conclave::kernels {
 namespace {
@@ -35,7 +35,7 @@ const TypeTraits& TraitsOf(GgmlType type) {
   __builtin_unreachable();
 }
 
-std::string_view TypeName(GgmlType type) { return TraitsOf(type).name; }
+const char* TypeName(GgmlType type) { return TraitsOf(type).name; }
 
 size_t RowBytes(GgmlType type, int64_t elems) {
   const TypeTraits& t = TraitsOf(type);

@@ -87,7 +87,7 @@ static_assert(sizeof(BlockQ8_K) == 292);
 
 // Facts about one type. `block_elems` is 1 for F32/F16/BF16.
 struct TypeTraits {
-  std::string_view name;
+  const char* name;
   int block_elems;
   int block_bytes;
 };
@@ -96,7 +96,7 @@ struct TypeTraits {
 bool IsKnownType(uint32_t type_id);
 // Precondition: IsKnownType(type).
 const TypeTraits& TraitsOf(GgmlType type);
-std::string_view TypeName(GgmlType type);
+const char* TypeName(GgmlType type);
 // Bytes of a row of `elems` elements; elems must be a multiple of block_elems.
 size_t RowBytes(GgmlType type, int64_t elems);
 

@@ -92,10 +92,16 @@ class GgufFile {
   GgufFile() = default;
   absl::Status Parse();
 
+  // Frees FromBytes' copy (allocated with posix_memalign).
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const;
+  };
+
   const uint8_t* base_ = nullptr;  // whole file
   size_t size_ = 0;
   void* mapping_ = nullptr;        // mmap region, or nullptr for owned bytes
-  std::string owned_;              // FromBytes copy
+  // FromBytes copy, 64-byte aligned like a mapping so tensor data is aligned.
+  std::unique_ptr<uint8_t, FreeDeleter> owned_;
   uint32_t version_ = 0;
   uint32_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -1,0 +1,55 @@
+#include "kernels/cpu/activations.h"
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/fp16.h"
+
+namespace conclave::kernels::cpu {
+namespace {
+
+// gelu(fp16 x) rounded to fp16, for every fp16 bit pattern (as ggml's
+// ggml_table_gelu_f16).
+const std::vector<Half>& GeluTable() {
+  static const std::vector<Half>* table = [] {
+    auto* t = new std::vector<Half>(1 << 16);
+    for (int i = 0; i < (1 << 16); ++i) {
+      (*t)[i] = Fp32ToFp16(GeluTanh(Fp16ToFp32(static_cast<Half>(i))));
+    }
+    return t;
+  }();
+  return *table;
+}
+
+}  // namespace
+
+float GeluTanh(float x) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+  constexpr float kCoef = 0.044715f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * x * (1.0f + kCoef * x * x)));
+}
+
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+void GeGlu(const float* gate, const float* up, float* out, int64_t n) {
+  const std::vector<Half>& table = GeluTable();
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    float act;
+    if (g <= -10.0f) {
+      act = 0.0f;
+    } else if (g >= 10.0f) {
+      act = g;
+    } else {
+      act = Fp16ToFp32(table[Fp32ToFp16(g)]);
+    }
+    out[i] = act * up[i];
+  }
+}
+
+}  // namespace conclave::kernels::cpu

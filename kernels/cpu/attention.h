@@ -1,0 +1,48 @@
+// Causal attention of one query token over a sequence's paged KV cache, the
+// way ggml's non-flash path computes it: Q rounded to fp16 and dotted with
+// fp16 K in float; softmax in float with a double sum; probabilities rounded
+// to fp16 and dotted with fp16 V in float.
+#ifndef CONCLAVE_KERNELS_CPU_ATTENTION_H_
+#define CONCLAVE_KERNELS_CPU_ATTENTION_H_
+
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "kernels/ggml_types.h"
+
+namespace conclave::kernels::cpu {
+
+// One layer's K or V pool: [num_blocks, block_size, n_kv_heads, head_dim]
+// fp16.
+struct KvLayerView {
+  const Half* k = nullptr;
+  const Half* v = nullptr;
+  int block_size = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+};
+
+struct AttentionParams {
+  int n_heads = 0;
+  float score_scale = 1.0f;  // applied to q.k before the softmax
+  int sliding_window = 0;    // 0: full causal; else keys with pos - j >= w hidden
+};
+
+// out[h, :] = sum_j softmax_j(score_scale * q[h] . K[j, h/g]) V[j, h/g] over
+// key positions j <= pos (and pos - j < sliding_window when set), where
+// g = n_heads / n_kv_heads (grouped-query attention).
+// q: [n_heads, head_dim]; out: [n_heads, head_dim];
+// block_table covers positions 0..pos; scratch: at least pos + 1 floats.
+void AttendOneToken(const float* q, const KvLayerView& kv,
+                    absl::Span<const int32_t> block_table, int64_t pos,
+                    const AttentionParams& params, float* out, float* scratch);
+
+// Float64 reference with no fp16 rounding of Q or the probabilities.
+void AttendOneTokenReference(const float* q, const KvLayerView& kv,
+                             absl::Span<const int32_t> block_table,
+                             int64_t pos, const AttentionParams& params,
+                             float* out);
+
+}  // namespace conclave::kernels::cpu
+
+#endif  // CONCLAVE_KERNELS_CPU_ATTENTION_H_
