@@ -11,8 +11,8 @@ float Fp16ToFp32(Half h) {
   uint32_t mant = h & 0x3ff;
   uint32_t bits;
   if (exp == 0x1f) {
-    // Inf or NaN: the payload moves up unchanged (as vcvtph2ps does).
-    bits = sign | 0x7f800000u | (mant << 13);
+    // Inf, or NaN: payload moved up and quieted (as vcvtph2ps does).
+    bits = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x400000u : 0u);
   } else if (exp != 0) {
     bits = sign | ((exp + (127 - 15)) << 23) | (mant << 13);
   } else if (mant == 0) {

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "absl/log/check.h"
+#include "kernels/check.h"
 #include "kernels/cpu/fp16.h"
 
 namespace conclave::kernels::cpu {
