@@ -38,7 +38,8 @@ struct Vocab {
   int32_t size() const { return static_cast<int32_t>(texts.size()); }
   bool IsValid(int32_t id) const { return id >= 0 && id < size(); }
   std::optional<int32_t> Find(std::string_view text) const {
-    auto it = ids.find(text);
+    // This absl build's string_view is not std::string_view.
+    auto it = ids.find(absl::string_view(text.data(), text.size()));
     if (it == ids.end()) return std::nullopt;
     return it->second;
   }
