@@ -24,6 +24,7 @@
 #include "engine/generator.h"
 #include "engine/model/model.h"
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tools/dash_flags.h"
 #include "kernels/cpu/cpu_backend.h"
 
 ABSL_FLAG(std::string, model, "", "path to a GGUF model file");
@@ -73,6 +74,8 @@ int Fail(const absl::Status& s) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("conclave-generate --model PATH --prompt TEXT [options]");
+  std::vector<std::string> flag_storage;
+  conclave::tools::NormalizeFlagNames(argc, argv, flag_storage);
   absl::ParseCommandLine(argc, argv);
   const std::string model_path = absl::GetFlag(FLAGS_model);
   if (model_path.empty()) return Fail(absl::InvalidArgumentError("--model is required"));
@@ -89,9 +92,11 @@ int main(int argc, char** argv) {
       messages.push_back({"system", absl::GetFlag(FLAGS_system)});
     }
     messages.push_back({"user", text});
+    absl::StatusOr<conclave::engine::ChatFormat> format =
+        conclave::engine::DetectChatFormat((*model)->file());
+    if (!format.ok()) return Fail(format.status());
     absl::StatusOr<std::string> rendered = conclave::engine::ApplyChatTemplate(
-        conclave::engine::DetectChatFormat((*model)->file()), messages,
-        /*add_generation_prompt=*/true);
+        *format, messages, /*add_generation_prompt=*/true);
     if (!rendered.ok()) return Fail(rendered.status());
     text = *rendered;
     add_special = false;  // the template writes its own BOS where needed

@@ -63,7 +63,7 @@ def peer(request):
         pytest.fail(f"{GENERATE} not built")
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=512, n_batch=512,
                           n_threads=2, n_threads_batch=2, flash_attn=False,
-                          logits_all=False, verbose=False)
+                          logits_all=True, verbose=False)
     yield request.param, model, llm
     llm.close()
 
