@@ -58,6 +58,9 @@ absl::StatusOr<GenerateResult> Generate(kernels::Backend& backend, int vocab_siz
       batch.sequences.push_back({0, 1, n_prompt + i - 1, block_table, true});
       if (absl::Status s = backend.Forward(batch, absl::MakeSpan(logits)); !s.ok()) return s;
     }
+    if (options.keep_all_logits) {
+      result.all_logits.insert(result.all_logits.end(), logits.begin(), logits.end());
+    }
     token = sampler.Sample(logits);
     result.tokens.push_back(token);
     if (on_token && !on_token(token)) break;

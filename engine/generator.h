@@ -24,6 +24,7 @@ struct GenerateOptions {
   std::function<bool(int32_t)> is_end_of_generation;
   bool ignore_eos = false;
   int prefill_chunk = 512;  // prompt tokens per forward step
+  bool keep_all_logits = false;  // fill GenerateResult::all_logits
   int block_size = 16;
 };
 
@@ -34,6 +35,9 @@ struct GenerateResult {
   double decode_seconds = 0.0;   // the remaining steps
   // Raw logits of the first generated position (after the prompt): [vocab].
   std::vector<float> first_logits;
+  // With keep_all_logits: the logits each token was sampled from,
+  // [tokens.size(), vocab].
+  std::vector<float> all_logits;
 };
 
 // Generates from `prompt` (non-empty). `on_token` is called with each new id

@@ -7,7 +7,8 @@
 //
 // --json prints one JSON object instead of the streamed text (prompt and
 // generated token ids, text, timings); --dump-logits writes the first
-// generated position's logits as raw little-endian float32 (parity tests).
+// generated position's logits as raw little-endian float32 ([tokens, vocab];
+// parity tests).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -38,7 +39,8 @@ ABSL_FLAG(uint64_t, seed, 42, "sampling seed");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-generation tokens");
 ABSL_FLAG(bool, json, false, "print one JSON object instead of streaming text");
-ABSL_FLAG(std::string, dump_logits, "", "write the first step's logits (float32) here");
+ABSL_FLAG(std::string, dump_logits, "",
+          "write the logits of every generated position (float32, [tokens, vocab]) here");
 
 namespace {
 
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
   options.sampling.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
   options.sampling.seed = absl::GetFlag(FLAGS_seed);
   options.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  options.keep_all_logits = !absl::GetFlag(FLAGS_dump_logits).empty();
   options.is_end_of_generation = [&tok](int32_t id) { return tok.IsEndOfGeneration(id); };
   const bool json = absl::GetFlag(FLAGS_json);
   auto stream = [&](int32_t id) {
@@ -139,8 +142,8 @@ int main(int argc, char** argv) {
 
   if (!absl::GetFlag(FLAGS_dump_logits).empty()) {
     std::ofstream out(absl::GetFlag(FLAGS_dump_logits), std::ios::binary);
-    out.write(reinterpret_cast<const char*>(result->first_logits.data()),
-              result->first_logits.size() * sizeof(float));
+    out.write(reinterpret_cast<const char*>(result->all_logits.data()),
+              result->all_logits.size() * sizeof(float));
     if (!out) return Fail(absl::UnavailableError("cannot write --dump-logits file"));
   }
   const int generated = static_cast<int>(result->tokens.size());

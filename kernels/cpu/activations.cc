@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/simd_order.h"
 
 namespace conclave::kernels::cpu {
 namespace {
@@ -30,9 +31,15 @@ float GeluTanh(float x) {
 }
 
 void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
+  // ggml_vec_swiglu_f32: whole SIMD groups use ggml_v_silu (its own expf),
+  // the tail uses libm expf.
+  const SimdLevel level = DetectSimdLevel();
+  const int64_t lanes = LanesOf(level);
+  const int64_t simd_end = lanes > 1 ? n / lanes * lanes : 0;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    const float e = i < simd_end ? GgmlExpf(level, 0.0f - g) : expf(-g);
+    out[i] = g / (1.0f + e) * up[i];
   }
 }
 

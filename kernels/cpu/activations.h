@@ -6,7 +6,8 @@
 
 namespace conclave::kernels::cpu {
 
-// out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)). [n]
+// out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)) with exp as
+// ggml computes it on this CPU (see simd_order.h). [n]
 void SwiGlu(const float* gate, const float* up, float* out, int64_t n);
 
 // out[i] = gelu_tanh(gate[i]) * up[i], through ggml's fp16 GELU table:

@@ -1,10 +1,13 @@
 #include "kernels/cpu/attention.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/simd_order.h"
 
 namespace conclave::kernels::cpu {
 namespace {
@@ -27,37 +30,70 @@ inline int64_t FirstVisible(int64_t pos, int window) {
 void AttendOneToken(const float* q, const KvLayerView& kv,
                     absl::Span<const int32_t> block_table, int64_t pos,
                     const AttentionParams& params, float* out, float* scratch) {
+  static const SimdLevel level = DetectSimdLevel();
+  const int lanes = LanesOf(level);
+  const bool tiny_blas = params.dot_order == F16DotOrder::kTinyBlas;
   const int d = kv.head_dim;
   const int group = params.n_heads / kv.n_kv_heads;
   const int64_t first = FirstVisible(pos, params.sliding_window);
+  // Positions are processed in whole groups of `lanes` from position 0, as
+  // ggml walks the (padded) KV cells; hidden positions count as zeros.
+  const int64_t begin = first / lanes * lanes;
+  const int64_t end = (pos / lanes + 1) * lanes;
   float qh[512];
-  float acc[512];
+  float kf[512];
+  static thread_local float acc[4][512][16];
   for (int h = 0; h < params.n_heads; ++h) {
     const int kv_head = h / group;
     for (int i = 0; i < d; ++i) qh[i] = Fp16ToFp32(Fp32ToFp16(q[h * d + i]));
+    // Scores, scaled (ggml_soft_max_ext multiplies kq by the scale).
     float max_score = -std::numeric_limits<float>::infinity();
     for (int64_t j = first; j <= pos; ++j) {
       const Half* k = SlotOf(kv.k, kv, block_table, j, kv_head);
-      float dot = 0.0f;
-      for (int i = 0; i < d; ++i) dot += qh[i] * Fp16ToFp32(k[i]);
+      for (int i = 0; i < d; ++i) kf[i] = Fp16ToFp32(k[i]);
+      const float dot = tiny_blas ? TinyBlasDot(level, kf, qh, d) : VecDotF16(level, kf, qh, d);
       const float s = dot * params.score_scale;
       scratch[j] = s;
       if (s > max_score) max_score = s;
     }
+    // exp(s - max), summed per group of lanes into a double
+    // (ggml_vec_soft_max_f32).
     double sum = 0.0;
-    for (int64_t j = first; j <= pos; ++j) {
-      const float e = expf(scratch[j] - max_score);
-      scratch[j] = e;
-      sum += e;
+    for (int64_t g = begin; g < end; g += lanes) {
+      float chunk[16];
+      for (int l = 0; l < lanes; ++l) {
+        const int64_t j = g + l;
+        chunk[l] = (j >= first && j <= pos) ? GgmlExpf(level, scratch[j] - max_score) : 0.0f;
+        if (j >= first && j <= pos) scratch[j] = chunk[l];
+      }
+      sum += lanes == 1 ? chunk[0] : HalvingSum(chunk, lanes);
     }
     const float inv_sum = static_cast<float>(1.0 / sum);
-    for (int i = 0; i < d; ++i) acc[i] = 0.0f;
+    // Probabilities rounded to fp16, then dotted with V over positions.
+    // Lane j % lanes accumulates p_j * v_j (with vec_dot order, in one of 4
+    // accumulators by (j / lanes) % 4). Positions run from 0 over the
+    // padded cells ggml uses (a multiple of 256), so there is no tail.
+    const int n_acc = tiny_blas || lanes == 1 ? 1 : 4;
+    for (int a = 0; a < n_acc; ++a) {
+      for (int i = 0; i < d; ++i) {
+        for (int l = 0; l < lanes; ++l) acc[a][i][l] = 0.0f;
+      }
+    }
     for (int64_t j = first; j <= pos; ++j) {
       const float p = Fp16ToFp32(Fp32ToFp16(scratch[j] * inv_sum));
       const Half* v = SlotOf(kv.v, kv, block_table, j, kv_head);
-      for (int i = 0; i < d; ++i) acc[i] += p * Fp16ToFp32(v[i]);
+      const int l = static_cast<int>(j % lanes);
+      const int a = n_acc == 1 ? 0 : static_cast<int>((j / lanes) % 4);
+      for (int i = 0; i < d; ++i) acc[a][i][l] = std::fma(Fp16ToFp32(v[i]), p, acc[a][i][l]);
     }
-    for (int i = 0; i < d; ++i) out[h * d + i] = acc[i];
+    for (int i = 0; i < d; ++i) {
+      float lane_sum[16];
+      for (int l = 0; l < lanes; ++l) {
+        lane_sum[l] = n_acc == 1 ? acc[0][i][l]
+                                 : (acc[0][i][l] + acc[2][i][l]) + (acc[1][i][l] + acc[3][i][l]);
+      }
+      out[h * d + i] = lanes == 1 ? lane_sum[0] : HalvingSum(lane_sum, lanes);
+    }
   }
 }
 

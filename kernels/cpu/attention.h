@@ -1,13 +1,15 @@
 // Causal attention of one query token over a sequence's paged KV cache, the
-// way ggml's non-flash path computes it: Q rounded to fp16 and dotted with
-// fp16 K in float; softmax in float with a double sum; probabilities rounded
-// to fp16 and dotted with fp16 V in float.
+// way llama.cpp's CPU backend (non-flash path) computes it, bit for bit: Q
+// rounded to fp16 and dotted with fp16 K in tinyBLAS lane order; softmax with
+// ggml's SIMD exp, summed per lane group into a double; probabilities rounded
+// to fp16 and dotted with fp16 V in tinyBLAS lane order (see simd_order.h).
 #ifndef CONCLAVE_KERNELS_CPU_ATTENTION_H_
 #define CONCLAVE_KERNELS_CPU_ATTENTION_H_
 
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "kernels/cpu/simd_order.h"
 #include "kernels/ggml_types.h"
 
 namespace conclave::kernels::cpu {
@@ -26,6 +28,9 @@ struct AttentionParams {
   int n_heads = 0;
   float score_scale = 1.0f;  // applied to q.k before the softmax
   int sliding_window = 0;    // 0: full causal; else keys with pos - j >= w hidden
+  // The summation order of the q.k and p.v products; ggml's depends on how
+  // many tokens the step has (see simd_order.h).
+  F16DotOrder dot_order = F16DotOrder::kTinyBlas;
 };
 
 // out[h, :] = sum_j softmax_j(score_scale * q[h] . K[j, h/g]) V[j, h/g] over

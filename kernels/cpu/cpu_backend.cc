@@ -363,6 +363,7 @@ void CpuBackend::Attention(int layer, const StepBatch& batch) {
   params.n_heads = c.n_heads;
   params.score_scale = c.query_scale != 0.0f ? 1.0f : 1.0f / sqrtf(static_cast<float>(hd));
   params.sliding_window = sliding ? c.sliding_window : 0;
+  params.dot_order = F16DotOrderFor(static_cast<int64_t>(batch.tokens.size()));
   for (const SequenceStep& seq : batch.sequences) {
     const int64_t max_pos = int64_t{seq.start_pos} + seq.num_tokens;
     pool_.Run([&](int thread, int n_threads) {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/simd_order.h"
+
 namespace conclave::kernels::cpu {
 
 void Rope(float* x, int n_heads, int head_dim, int n_rot, int64_t pos,
@@ -16,14 +18,21 @@ void Rope(float* x, int n_heads, int head_dim, int n_rot, int64_t pos,
     sin_k[k] = sinf(theta);
     theta *= theta_scale;
   }
+  static const bool fused = DetectSimdLevel() != SimdLevel::kScalar;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim;
     for (int k = 0; k < n_rot / 2; ++k) {
       const int i0 = neox ? k : 2 * k;
       const int i1 = neox ? k + n_rot / 2 : 2 * k + 1;
       const float a = v[i0], b = v[i1];
-      v[i0] = a * cos_k[k] - b * sin_k[k];
-      v[i1] = a * sin_k[k] + b * cos_k[k];
+      if (fused) {
+        // ggml's rotate_pairs as GCC contracts it when built with FMA.
+        v[i0] = std::fma(a, cos_k[k], -(b * sin_k[k]));
+        v[i1] = std::fma(a, sin_k[k], b * cos_k[k]);
+      } else {
+        v[i0] = a * cos_k[k] - b * sin_k[k];
+        v[i1] = a * sin_k[k] + b * cos_k[k];
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 // Rotary position embedding, computed as ggml's rope (ext_factor 0,
 // freq_scale 1): theta for pair k at position p is p * base^(-2k/n_rot),
-// built by repeated float multiplication so that it matches ggml bit for bit.
+// built by repeated float multiplication, and the rotation fused the way
+// ggml's build for this CPU fuses it, so that it matches ggml bit for bit.
 #ifndef CONCLAVE_KERNELS_CPU_ROPE_H_
 #define CONCLAVE_KERNELS_CPU_ROPE_H_
 
