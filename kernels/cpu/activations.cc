@@ -30,16 +30,34 @@ float GeluTanh(float x) {
   return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * x * (1.0f + kCoef * x * x)));
 }
 
-void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
-  // ggml_vec_swiglu_f32: whole SIMD groups use ggml_v_silu (its own expf),
-  // the tail uses libm expf.
-  const SimdLevel level = DetectSimdLevel();
+namespace {
+
+// ggml_vec_swiglu_f32: whole SIMD groups use ggml_v_silu (its own expf),
+// the tail uses libm expf.
+CONCLAVE_INLINE void SwiGluBody(SimdLevel level, const float* gate, const float* up, float* out,
+                                int64_t n) {
   const int64_t lanes = LanesOf(level);
   const int64_t simd_end = lanes > 1 ? n / lanes * lanes : 0;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     const float e = i < simd_end ? GgmlExpf(level, 0.0f - g) : expf(-g);
     out[i] = g / (1.0f + e) * up[i];
+  }
+}
+
+__attribute__((target("avx2,fma"))) void SwiGluFast(SimdLevel level, const float* gate,
+                                                     const float* up, float* out, int64_t n) {
+  SwiGluBody(level, gate, up, out, n);
+}
+
+}  // namespace
+
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
+  static const SimdLevel level = DetectSimdLevel();
+  if (level != SimdLevel::kScalar && CpuHasAvx2FmaF16c()) {
+    SwiGluFast(level, gate, up, out, n);
+  } else {
+    SwiGluBody(level, gate, up, out, n);
   }
 }
 

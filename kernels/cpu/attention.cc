@@ -1,7 +1,7 @@
 #include "kernels/cpu/attention.h"
 
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -25,12 +25,22 @@ inline int64_t FirstVisible(int64_t pos, int window) {
   return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
 }
 
-}  // namespace
+// fp16 <-> fp32 through the compiler's _Float16: F16C instructions inside a
+// function compiled for them, libgcc's IEEE conversions otherwise (same
+// results, round to nearest even).
+CONCLAVE_INLINE float HalfToFloat(Half h) {
+  _Float16 v;
+  std::memcpy(&v, &h, 2);
+  return static_cast<float>(v);
+}
+CONCLAVE_INLINE float RoundToHalf(float f) { return static_cast<float>(static_cast<_Float16>(f)); }
 
-void AttendOneToken(const float* q, const KvLayerView& kv,
-                    absl::Span<const int32_t> block_table, int64_t pos,
-                    const AttentionParams& params, float* out, float* scratch) {
-  static const SimdLevel level = DetectSimdLevel();
+// The body of AttendOneToken; instantiated twice below, once inside a
+// function compiled for AVX2+FMA+F16C (hardware fma and half conversions)
+// and once portable.
+CONCLAVE_INLINE void AttendBody(SimdLevel level, const float* q, const KvLayerView& kv,
+                                absl::Span<const int32_t> block_table, int64_t pos,
+                                const AttentionParams& params, float* out, float* scratch) {
   const int lanes = LanesOf(level);
   const bool tiny_blas = params.dot_order == F16DotOrder::kTinyBlas;
   const int d = kv.head_dim;
@@ -42,15 +52,16 @@ void AttendOneToken(const float* q, const KvLayerView& kv,
   const int64_t end = (pos / lanes + 1) * lanes;
   float qh[512];
   float kf[512];
+  // [accumulator, dim, lane]
   static thread_local float acc[4][512][16];
   for (int h = 0; h < params.n_heads; ++h) {
     const int kv_head = h / group;
-    for (int i = 0; i < d; ++i) qh[i] = Fp16ToFp32(Fp32ToFp16(q[h * d + i]));
+    for (int i = 0; i < d; ++i) qh[i] = RoundToHalf(q[h * d + i]);
     // Scores, scaled (ggml_soft_max_ext multiplies kq by the scale).
     float max_score = -std::numeric_limits<float>::infinity();
     for (int64_t j = first; j <= pos; ++j) {
       const Half* k = SlotOf(kv.k, kv, block_table, j, kv_head);
-      for (int i = 0; i < d; ++i) kf[i] = Fp16ToFp32(k[i]);
+      for (int i = 0; i < d; ++i) kf[i] = HalfToFloat(k[i]);
       const float dot = tiny_blas ? TinyBlasDot(level, kf, qh, d) : VecDotF16(level, kf, qh, d);
       const float s = dot * params.score_scale;
       scratch[j] = s;
@@ -63,16 +74,17 @@ void AttendOneToken(const float* q, const KvLayerView& kv,
       float chunk[16];
       for (int l = 0; l < lanes; ++l) {
         const int64_t j = g + l;
-        chunk[l] = (j >= first && j <= pos) ? GgmlExpf(level, scratch[j] - max_score) : 0.0f;
-        if (j >= first && j <= pos) scratch[j] = chunk[l];
+        const bool visible = j >= first && j <= pos;
+        chunk[l] = visible ? GgmlExpf(level, scratch[j] - max_score) : 0.0f;
+        if (visible) scratch[j] = chunk[l];
       }
       sum += lanes == 1 ? chunk[0] : HalvingSum(chunk, lanes);
     }
     const float inv_sum = static_cast<float>(1.0 / sum);
-    // Probabilities rounded to fp16, then dotted with V over positions.
-    // Lane j % lanes accumulates p_j * v_j (with vec_dot order, in one of 4
-    // accumulators by (j / lanes) % 4). Positions run from 0 over the
-    // padded cells ggml uses (a multiple of 256), so there is no tail.
+    // Probabilities rounded to fp16, then dotted with V over positions: lane
+    // j % lanes accumulates p_j * v_j (in vec_dot order, into one of 4
+    // accumulators by (j / lanes) % 4). Positions run from 0 over the padded
+    // cells ggml uses (a multiple of 256), so there is no leftover tail.
     const int n_acc = tiny_blas || lanes == 1 ? 1 : 4;
     for (int a = 0; a < n_acc; ++a) {
       for (int i = 0; i < d; ++i) {
@@ -80,11 +92,13 @@ void AttendOneToken(const float* q, const KvLayerView& kv,
       }
     }
     for (int64_t j = first; j <= pos; ++j) {
-      const float p = Fp16ToFp32(Fp32ToFp16(scratch[j] * inv_sum));
+      const float p = RoundToHalf(scratch[j] * inv_sum);
       const Half* v = SlotOf(kv.v, kv, block_table, j, kv_head);
       const int l = static_cast<int>(j % lanes);
       const int a = n_acc == 1 ? 0 : static_cast<int>((j / lanes) % 4);
-      for (int i = 0; i < d; ++i) acc[a][i][l] = std::fma(Fp16ToFp32(v[i]), p, acc[a][i][l]);
+      for (int i = 0; i < d; ++i) {
+        acc[a][i][l] = __builtin_fmaf(HalfToFloat(v[i]), p, acc[a][i][l]);
+      }
     }
     for (int i = 0; i < d; ++i) {
       float lane_sum[16];
@@ -94,6 +108,31 @@ void AttendOneToken(const float* q, const KvLayerView& kv,
       }
       out[h * d + i] = lanes == 1 ? lane_sum[0] : HalvingSum(lane_sum, lanes);
     }
+  }
+}
+
+__attribute__((target("avx2,fma,f16c"))) void AttendFast(
+    SimdLevel level, const float* q, const KvLayerView& kv, absl::Span<const int32_t> block_table,
+    int64_t pos, const AttentionParams& params, float* out, float* scratch) {
+  AttendBody(level, q, kv, block_table, pos, params, out, scratch);
+}
+
+void AttendPortable(SimdLevel level, const float* q, const KvLayerView& kv,
+                    absl::Span<const int32_t> block_table, int64_t pos,
+                    const AttentionParams& params, float* out, float* scratch) {
+  AttendBody(level, q, kv, block_table, pos, params, out, scratch);
+}
+
+}  // namespace
+
+void AttendOneToken(const float* q, const KvLayerView& kv,
+                    absl::Span<const int32_t> block_table, int64_t pos,
+                    const AttentionParams& params, float* out, float* scratch) {
+  static const SimdLevel level = DetectSimdLevel();
+  if (level != SimdLevel::kScalar && CpuHasAvx2FmaF16c()) {
+    AttendFast(level, q, kv, block_table, pos, params, out, scratch);
+  } else {
+    AttendPortable(level, q, kv, block_table, pos, params, out, scratch);
   }
 }
 
