@@ -135,6 +135,41 @@ void DequantizeQ4_1(const BlockQ4_1* x, float* y, int64_t nb) {
   }
 }
 
+// Q5_0/Q5_1: bit j of qh (a little-endian u32) is the fifth bit of
+// element j; element j+16 takes bit j+16.
+uint32_t LoadQh(const uint8_t* qh) {
+  uint32_t v;
+  std::memcpy(&v, qh, sizeof(v));
+  return v;
+}
+
+void DequantizeQ5_0(const BlockQ5_0* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = Fp16ToFp32(x[i].d);
+    const uint32_t qh = LoadQh(x[i].qh);
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int hi0 = ((qh >> j) << 4) & 0x10;
+      const int hi1 = (qh >> (j + 12)) & 0x10;
+      y[j] = static_cast<float>(((x[i].qs[j] & 0x0F) | hi0) - 16) * d;
+      y[j + kQK / 2] = static_cast<float>(((x[i].qs[j] >> 4) | hi1) - 16) * d;
+    }
+  }
+}
+
+void DequantizeQ5_1(const BlockQ5_1* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = Fp16ToFp32(x[i].d);
+    const float m = Fp16ToFp32(x[i].m);
+    const uint32_t qh = LoadQh(x[i].qh);
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int hi0 = ((qh >> j) << 4) & 0x10;
+      const int hi1 = (qh >> (j + 12)) & 0x10;
+      y[j] = static_cast<float>((x[i].qs[j] & 0x0F) | hi0) * d + m;
+      y[j + kQK / 2] = static_cast<float>((x[i].qs[j] >> 4) | hi1) * d + m;
+    }
+  }
+}
+
 void DequantizeQ8_0(const BlockQ8_0* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK) {
     const float d = Fp16ToFp32(x[i].d);
@@ -209,6 +244,8 @@ bool IsSupportedWeightType(GgmlType type) {
     case GgmlType::kBF16:
     case GgmlType::kQ4_0:
     case GgmlType::kQ4_1:
+    case GgmlType::kQ5_0:
+    case GgmlType::kQ5_1:
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_K:
     case GgmlType::kQ6_K:
@@ -221,9 +258,11 @@ bool IsSupportedWeightType(GgmlType type) {
 GgmlType ActivationTypeFor(GgmlType w) {
   switch (w) {
     case GgmlType::kQ4_0:
+    case GgmlType::kQ5_0:
     case GgmlType::kQ8_0:
       return GgmlType::kQ8_0;
     case GgmlType::kQ4_1:
+    case GgmlType::kQ5_1:
       return GgmlType::kQ8_1;
     case GgmlType::kQ4_K:
     case GgmlType::kQ6_K:
@@ -261,6 +300,12 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
       return;
     case GgmlType::kQ4_1:
       DequantizeQ4_1(static_cast<const BlockQ4_1*>(src), dst, BlocksOf(n, kQK));
+      return;
+    case GgmlType::kQ5_0:
+      DequantizeQ5_0(static_cast<const BlockQ5_0*>(src), dst, BlocksOf(n, kQK));
+      return;
+    case GgmlType::kQ5_1:
+      DequantizeQ5_1(static_cast<const BlockQ5_1*>(src), dst, BlocksOf(n, kQK));
       return;
     case GgmlType::kQ8_0:
       DequantizeQ8_0(static_cast<const BlockQ8_0*>(src), dst, BlocksOf(n, kQK));

@@ -12,8 +12,8 @@
 
 namespace conclave::kernels::cpu {
 
-// True for F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K (the weight types
-// this backend can read). Q8_1 / Q8_K are activation-only types.
+// True for F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K (the
+// weight types this backend can read). Q8_1 / Q8_K are activation-only types.
 bool IsSupportedWeightType(GgmlType type);
 
 // dst[0..n) = src row of `type`. n % block_elems(type) == 0.
@@ -21,8 +21,9 @@ bool IsSupportedWeightType(GgmlType type);
 void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 
 // The type activations are converted to before a dot with weights of `w`:
-// Q4_0->Q8_0, Q4_1->Q8_1, Q8_0->Q8_0, Q4_K->Q8_K, Q6_K->Q8_K, F16->F16,
-// BF16->BF16, F32->F32 (as ggml's CPU type_traits vec_dot_type).
+// Q4_0->Q8_0, Q4_1->Q8_1, Q5_0->Q8_0, Q5_1->Q8_1, Q8_0->Q8_0, Q4_K->Q8_K,
+// Q6_K->Q8_K, F16->F16, BF16->BF16, F32->F32 (as ggml's CPU type_traits
+// vec_dot_type).
 GgmlType ActivationTypeFor(GgmlType w);
 
 // dst = x[0..n) converted to `type` (one of the activation types above).

@@ -53,6 +53,55 @@ float DotQ4_1Q8_1(const void* vw, const void* vx, int64_t n) {
   return sum;
 }
 
+// Bit j of a Q5 block's qh (a little-endian u32) is element j's fifth bit.
+uint32_t LoadQh(const uint8_t* qh) {
+  uint32_t v;
+  std::memcpy(&v, qh, sizeof(v));
+  return v;
+}
+
+float DotQ5_0Q8_0(const void* vw, const void* vx, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_0*>(vw);
+  const auto* x = static_cast<const BlockQ8_0*>(vx);
+  float sum = 0.0f;
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    const uint32_t qh = LoadQh(w[ib].qh);
+    int sumi0 = 0;
+    int sumi1 = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int hi0 = ((qh >> j) << 4) & 0x10;
+      const int hi1 = (qh >> (j + 12)) & 0x10;
+      sumi0 += (((w[ib].qs[j] & 0x0F) | hi0) - 16) * x[ib].qs[j];
+      sumi1 += (((w[ib].qs[j] >> 4) | hi1) - 16) * x[ib].qs[j + kQK / 2];
+    }
+    sum += (Fp16ToFp32(w[ib].d) * Fp16ToFp32(x[ib].d)) *
+           static_cast<float>(sumi0 + sumi1);
+  }
+  return sum;
+}
+
+// As Q4_1: the min term m_w*s_x is added per block.
+float DotQ5_1Q8_1(const void* vw, const void* vx, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_1*>(vw);
+  const auto* x = static_cast<const BlockQ8_1*>(vx);
+  float sum = 0.0f;
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    const uint32_t qh = LoadQh(w[ib].qh);
+    int sumi0 = 0;
+    int sumi1 = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int hi0 = ((qh >> j) << 4) & 0x10;
+      const int hi1 = (qh >> (j + 12)) & 0x10;
+      sumi0 += ((w[ib].qs[j] & 0x0F) | hi0) * x[ib].qs[j];
+      sumi1 += ((w[ib].qs[j] >> 4) | hi1) * x[ib].qs[j + kQK / 2];
+    }
+    sum += (Fp16ToFp32(w[ib].d) * Fp16ToFp32(x[ib].d)) *
+               static_cast<float>(sumi0 + sumi1) +
+           Fp16ToFp32(w[ib].m) * Fp16ToFp32(x[ib].s);
+  }
+  return sum;
+}
+
 float DotQ8_0Q8_0(const void* vw, const void* vx, int64_t n) {
   const auto* w = static_cast<const BlockQ8_0*>(vw);
   const auto* x = static_cast<const BlockQ8_0*>(vx);
@@ -187,6 +236,10 @@ VecDotFn GetVecDotScalar(GgmlType wtype) {
       return DotQ4_0Q8_0;
     case GgmlType::kQ4_1:
       return DotQ4_1Q8_1;
+    case GgmlType::kQ5_0:
+      return DotQ5_0Q8_0;
+    case GgmlType::kQ5_1:
+      return DotQ5_1Q8_1;
     case GgmlType::kQ8_0:
       return DotQ8_0Q8_0;
     case GgmlType::kQ4_K:

@@ -32,6 +32,22 @@ __m256i Nibbles32(const uint8_t* p) {
   return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
+// Byte j = 0xFF where bit j of the 32 bits at p (little-endian) is set,
+// else 0: the fifth bits of a Q5 block, one per element.
+__m256i BitsToBytes32(const uint8_t* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, sizeof(bits));
+  // Byte j of the result reads byte j/8 of `bits` ...
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                         0x0202020202020202, 0x0303030303030303));
+  // ... and keeps bit j%8 of it.
+  const __m256i select =
+      _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+}
+
 // Lane k = sum of u[j]*s[j] for j in 4k..4k+3 (u unsigned, s signed bytes;
 // pairs stay below int16 saturation for every caller).
 __m256i DotU8I8(__m256i u, __m256i s) {
@@ -72,6 +88,47 @@ float DotQ4_1Q8_1(const void* vw, const void* vx, int64_t n) {
     const __m256 d = _mm256_mul_ps(_mm256_set1_ps(F16(w[ib].d)), _mm256_set1_ps(F16(x[ib].d)));
     const __m256 q = _mm256_cvtepi32_ps(DotU8I8(Nibbles32(w[ib].qs), Load256(x[ib].qs)));
     acc = _mm256_fmadd_ps(d, q, acc);
+  }
+  return HorizontalSum(acc) + summs;
+}
+
+// ggml_vec_dot_q5_0_q8_0's AVX2 path (taken by AVX-512 builds too: the
+// function has no AVX-512 branch): per block, d = d_w*d_x in f32, the 8
+// int32 lanes converted to f32 and FMA-accumulated; one hsum_float_8 at the
+// end. Weights are signed 5-bit values (nibble | fifth bit << 4) - 16.
+float DotQ5_0Q8_0(const void* vw, const void* vx, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_0*>(vw);
+  const auto* x = static_cast<const BlockQ8_0*>(vx);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    const __m256 d = _mm256_set1_ps(F16(w[ib].d) * F16(x[ib].d));
+    // Without the fifth bit the value is nibble - 16, i.e. nibble | 0xF0
+    // as int8; with it, plain nibble.
+    const __m256i no_hi = _mm256_andnot_si256(BitsToBytes32(w[ib].qh),
+                                              _mm256_set1_epi8(static_cast<char>(0xF0)));
+    const __m256i qw = _mm256_or_si256(Nibbles32(w[ib].qs), no_hi);
+    const __m256 q = _mm256_cvtepi32_ps(DotI8I8(qw, Load256(x[ib].qs)));
+    acc = _mm256_fmadd_ps(d, q, acc);
+  }
+  return HorizontalSum(acc);
+}
+
+// ggml_vec_dot_q5_1_q8_1's AVX2 path: as Q4_1 (acc += q * (d_w*d_x) with
+// FMA, summs += m_w*s_x, result hsum(acc) + summs) with unsigned 5-bit
+// weights nibble | fifth bit << 4.
+float DotQ5_1Q8_1(const void* vw, const void* vx, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_1*>(vw);
+  const auto* x = static_cast<const BlockQ8_1*>(vx);
+  __m256 acc = _mm256_setzero_ps();
+  float summs = 0.0f;
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    // ggml's `summs += m*s` is contracted to an FMA (see DotQ4_1Q8_1).
+    summs = __builtin_fmaf(F16(w[ib].m), F16(x[ib].s), summs);
+    const __m256 d = _mm256_mul_ps(_mm256_set1_ps(F16(w[ib].d)), _mm256_set1_ps(F16(x[ib].d)));
+    const __m256i hi = _mm256_and_si256(BitsToBytes32(w[ib].qh), _mm256_set1_epi8(0x10));
+    const __m256i qw = _mm256_or_si256(Nibbles32(w[ib].qs), hi);
+    const __m256 q = _mm256_cvtepi32_ps(DotU8I8(qw, Load256(x[ib].qs)));
+    acc = _mm256_fmadd_ps(q, d, acc);
   }
   return HorizontalSum(acc) + summs;
 }
@@ -259,6 +316,10 @@ VecDotFn GetVecDotAvx2(GgmlType wtype) {
       return DotQ4_0Q8_0;
     case GgmlType::kQ4_1:
       return DotQ4_1Q8_1;
+    case GgmlType::kQ5_0:
+      return DotQ5_0Q8_0;
+    case GgmlType::kQ5_1:
+      return DotQ5_1Q8_1;
     case GgmlType::kQ8_0:
       return DotQ8_0Q8_0;
     case GgmlType::kQ4_K:

@@ -32,8 +32,9 @@ std::vector<uint8_t> RandomWeights(GgmlType type, int64_t rows, int64_t cols, st
       std::memcpy(blk + offset, &h, 2);
     };
     switch (type) {
-      case GgmlType::kQ4_0: case GgmlType::kQ8_0: put(0, scale(rng)); break;
+      case GgmlType::kQ4_0: case GgmlType::kQ5_0: case GgmlType::kQ8_0: put(0, scale(rng)); break;
       case GgmlType::kQ4_1: put(0, scale(rng)); put(2, -scale(rng) * 8); break;
+      case GgmlType::kQ5_1: put(0, scale(rng)); put(2, -scale(rng) * 16); break;
       case GgmlType::kQ4_K: put(0, scale(rng)); put(2, scale(rng)); break;
       case GgmlType::kQ6_K: put(208, scale(rng)); break;
       case GgmlType::kF16:
@@ -61,7 +62,8 @@ TEST(MatMulTest, MatchesTheReferenceForEveryWeightTypeAndBatchSize) {
   ThreadPool pool(2);
   MatMulScratch scratch;
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_0,
-                        GgmlType::kQ4_1, GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+                        GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0,
+                        GgmlType::kQ4_K, GgmlType::kQ6_K}) {
     const int64_t cols = TraitsOf(type).block_elems == 256 ? 768 : 576;
     const int64_t rows = 37;
     std::vector<uint8_t> wbytes = RandomWeights(type, rows, cols, rng);

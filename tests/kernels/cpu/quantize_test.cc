@@ -29,6 +29,18 @@ void RefQ4_1(const BlockQ4_1& b, double* y) {
     y[j + 16] = (b.qs[j] >> 4) * H(b.d) + H(b.m);
   }
 }
+// Q5: the fifth bit of element j is bit j of qh read as a little-endian u32.
+int Q5Value(const uint8_t* qs, const uint8_t* qh, int j) {
+  const uint32_t bits = qh[0] | (qh[1] << 8) | (qh[2] << 16) | (uint32_t{qh[3]} << 24);
+  const int nib = j < 16 ? (qs[j] & 15) : (qs[j - 16] >> 4);
+  return nib | (((bits >> j) & 1) << 4);
+}
+void RefQ5_0(const BlockQ5_0& b, double* y) {
+  for (int j = 0; j < 32; ++j) y[j] = (Q5Value(b.qs, b.qh, j) - 16) * H(b.d);
+}
+void RefQ5_1(const BlockQ5_1& b, double* y) {
+  for (int j = 0; j < 32; ++j) y[j] = Q5Value(b.qs, b.qh, j) * H(b.d) + H(b.m);
+}
 void RefQ8_0(const BlockQ8_0& b, double* y) {
   for (int j = 0; j < 32; ++j) y[j] = b.qs[j] * H(b.d);
 }
@@ -128,6 +140,47 @@ TEST_F(QuantizeTest, DequantizesQ4_1LikeTheReference) {
   DequantizeRow(GgmlType::kQ4_1, w.data(), got.data(), nb * 32);
   for (int i = 0; i < nb; ++i) RefQ4_1(w[i], &ref[32 * i]);
   // q*d + m cancels: compare against the magnitude of the terms.
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(got[i], ref[i], 4e-7 * 0.5) << i;
+  }
+}
+
+TEST_F(QuantizeTest, DequantizesQ5_0LikeTheReference) {
+  const int nb = 24;
+  auto w = RandomBytes<BlockQ5_0>(nb);
+  for (auto& b : w) b.d = RandomScale(-0.05f, 0.05f);
+  std::vector<float> got(nb * 32);
+  std::vector<double> ref(nb * 32);
+  DequantizeRow(GgmlType::kQ5_0, w.data(), got.data(), nb * 32);
+  for (int i = 0; i < nb; ++i) RefQ5_0(w[i], &ref[32 * i]);
+  ExpectClose(got, ref);
+}
+
+// Every element of every block must see its own fifth bit: one set bit at a
+// time, each element moves by exactly 16*d.
+TEST_F(QuantizeTest, Q5_0FifthBitsBelongToTheirElements) {
+  for (int bit = 0; bit < 32; ++bit) {
+    BlockQ5_0 b{};
+    b.d = Fp32ToFp16(1.0f);
+    b.qh[bit / 8] = static_cast<uint8_t>(1 << (bit % 8));
+    float y[32];
+    DequantizeRow(GgmlType::kQ5_0, &b, y, 32);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], j == bit ? 0.0f : -16.0f) << bit << " " << j;
+  }
+}
+
+TEST_F(QuantizeTest, DequantizesQ5_1LikeTheReference) {
+  const int nb = 24;
+  auto w = RandomBytes<BlockQ5_1>(nb);
+  for (auto& b : w) {
+    b.d = RandomScale(1e-3f, 0.01f);
+    b.m = RandomScale(-0.2f, 0.0f);
+  }
+  std::vector<float> got(nb * 32);
+  std::vector<double> ref(nb * 32);
+  DequantizeRow(GgmlType::kQ5_1, w.data(), got.data(), nb * 32);
+  for (int i = 0; i < nb; ++i) RefQ5_1(w[i], &ref[32 * i]);
+  // q*d + m cancels: compare against the magnitude of the terms (<= 0.31).
   for (size_t i = 0; i < ref.size(); ++i) {
     EXPECT_NEAR(got[i], ref[i], 4e-7 * 0.5) << i;
   }
@@ -343,6 +396,8 @@ TEST_F(QuantizeTest, FloatActivationsRoundToNearestEven) {
 TEST(QuantizeTypesTest, ActivationTypesFollowGgmlCpuVecDotType) {
   EXPECT_EQ(ActivationTypeFor(GgmlType::kQ4_0), GgmlType::kQ8_0);
   EXPECT_EQ(ActivationTypeFor(GgmlType::kQ4_1), GgmlType::kQ8_1);
+  EXPECT_EQ(ActivationTypeFor(GgmlType::kQ5_0), GgmlType::kQ8_0);
+  EXPECT_EQ(ActivationTypeFor(GgmlType::kQ5_1), GgmlType::kQ8_1);
   EXPECT_EQ(ActivationTypeFor(GgmlType::kQ8_0), GgmlType::kQ8_0);
   EXPECT_EQ(ActivationTypeFor(GgmlType::kQ4_K), GgmlType::kQ8_K);
   EXPECT_EQ(ActivationTypeFor(GgmlType::kQ6_K), GgmlType::kQ8_K);
@@ -353,11 +408,11 @@ TEST(QuantizeTypesTest, ActivationTypesFollowGgmlCpuVecDotType) {
 
 TEST(QuantizeTypesTest, SupportedWeightTypes) {
   for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_0,
-                     GgmlType::kQ4_1, GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+                     GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0,
+                     GgmlType::kQ4_K, GgmlType::kQ6_K}) {
     EXPECT_TRUE(IsSupportedWeightType(t)) << TypeName(t);
   }
-  for (GgmlType t : {GgmlType::kQ8_1, GgmlType::kQ8_K, GgmlType::kQ5_0, GgmlType::kQ2_K,
-                     GgmlType::kQ5_K}) {
+  for (GgmlType t : {GgmlType::kQ8_1, GgmlType::kQ8_K, GgmlType::kQ2_K, GgmlType::kQ5_K}) {
     EXPECT_FALSE(IsSupportedWeightType(t)) << TypeName(t);
   }
 }

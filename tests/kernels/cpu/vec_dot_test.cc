@@ -42,6 +42,15 @@ std::vector<uint8_t> RandomWeights(GgmlType t, int n, std::mt19937& rng) {
         b.m = scale(-0.2f, 0.0f);
       }
       break;
+    case GgmlType::kQ5_0:
+      for (auto& b : std::span(reinterpret_cast<BlockQ5_0*>(bytes.data()), n / 32)) b.d = scale(-0.05f, 0.05f);
+      break;
+    case GgmlType::kQ5_1:
+      for (auto& b : std::span(reinterpret_cast<BlockQ5_1*>(bytes.data()), n / 32)) {
+        b.d = scale(1e-3f, 0.01f);
+        b.m = scale(-0.2f, 0.0f);
+      }
+      break;
     case GgmlType::kQ8_0:
       for (auto& b : std::span(reinterpret_cast<BlockQ8_0*>(bytes.data()), n / 32)) {
         b.d = scale(1e-4f, 1e-2f);
@@ -91,33 +100,53 @@ struct Reference {
   double magnitude;  // sum of |terms| the kernel adds in float
 };
 
-// Float64 dot of the dequantized rows. For Q4_1 the kernel uses the stored
-// s = f16(d*sum q) for the offset term (as ggml does), so the reference does
-// too; for Q4_1 and Q4_K the magnitude counts the scale and offset parts
+// Unsigned quant j of a Q4_1 / Q5_1 block (nibble, plus the fifth bit from
+// qh, bit j of a little-endian u32, for Q5_1).
+int Q4Value(const uint8_t* qs, int j) { return j < 16 ? (qs[j] & 15) : (qs[j - 16] >> 4); }
+int Q5Value(const uint8_t* qs, const uint8_t* qh, int j) {
+  return Q4Value(qs, j) | (((qh[j / 8] >> (j % 8)) & 1) << 4);
+}
+
+// Reference for the types with a min (w = q*d + m): the kernels use the
+// stored s = f16(d*sum q) for the offset term (as ggml does), so the
+// reference does too; the magnitude counts the scale and offset parts
 // separately, since they cancel.
+template <typename Block, typename QuantOf>
+Reference ReferenceDotWithMin(const std::vector<uint8_t>& w, const std::vector<uint8_t>& xq,
+                              int n, QuantOf quant_of) {
+  const auto* wb = reinterpret_cast<const Block*>(w.data());
+  const auto* xb = reinterpret_cast<const BlockQ8_1*>(xq.data());
+  Reference r{0.0, 0.0};
+  for (int b = 0; b < n / 32; ++b) {
+    const double dw = Fp16ToFp32(wb[b].d), mw = Fp16ToFp32(wb[b].m);
+    const double dx = Fp16ToFp32(xb[b].d), sx = Fp16ToFp32(xb[b].s);
+    for (int j = 0; j < 32; ++j) {
+      const double term = dw * quant_of(wb[b], j) * dx * xb[b].qs[j];
+      r.value += term;
+      r.magnitude += std::fabs(term);
+    }
+    r.value += mw * sx;
+    r.magnitude += std::fabs(mw * sx) + std::fabs(mw) * std::fabs(dx) * 32 * 127;
+  }
+  return r;
+}
+
+// Float64 dot of the dequantized rows; for Q4_K the magnitude counts the
+// scale and min parts separately, since they cancel.
 Reference ReferenceDot(GgmlType t, const std::vector<uint8_t>& w, const std::vector<uint8_t>& xq,
                        int n) {
+  if (t == GgmlType::kQ4_1) {
+    return ReferenceDotWithMin<BlockQ4_1>(
+        w, xq, n, [](const BlockQ4_1& b, int j) { return Q4Value(b.qs, j); });
+  }
+  if (t == GgmlType::kQ5_1) {
+    return ReferenceDotWithMin<BlockQ5_1>(
+        w, xq, n, [](const BlockQ5_1& b, int j) { return Q5Value(b.qs, b.qh, j); });
+  }
   std::vector<float> wd(n), xd(n);
   DequantizeRow(t, w.data(), wd.data(), n);
   DequantizeRow(ActivationTypeFor(t), xq.data(), xd.data(), n);
   Reference r{0.0, 0.0};
-  if (t == GgmlType::kQ4_1) {
-    const auto* wb = reinterpret_cast<const BlockQ4_1*>(w.data());
-    const auto* xb = reinterpret_cast<const BlockQ8_1*>(xq.data());
-    for (int b = 0; b < n / 32; ++b) {
-      const double dw = Fp16ToFp32(wb[b].d), mw = Fp16ToFp32(wb[b].m);
-      const double dx = Fp16ToFp32(xb[b].d), sx = Fp16ToFp32(xb[b].s);
-      for (int j = 0; j < 16; ++j) {
-        const int lo = wb[b].qs[j] & 15, hi = wb[b].qs[j] >> 4;
-        r.value += dw * lo * dx * xb[b].qs[j] + dw * hi * dx * xb[b].qs[j + 16];
-        r.magnitude += std::fabs(dw * lo * dx * xb[b].qs[j]) +
-                       std::fabs(dw * hi * dx * xb[b].qs[j + 16]);
-      }
-      r.value += mw * sx;
-      r.magnitude += std::fabs(mw * sx) + std::fabs(mw) * std::fabs(dx) * 32 * 127;
-    }
-    return r;
-  }
   for (int i = 0; i < n; ++i) {
     r.value += static_cast<double>(wd[i]) * xd[i];
     r.magnitude += std::fabs(static_cast<double>(wd[i]) * xd[i]);
@@ -142,6 +171,8 @@ const std::vector<Case>& Cases() {
   static const std::vector<Case> cases = {
       {GgmlType::kQ4_0, {32, 64, 96, 256, 512, 768, 1536, 2304}},
       {GgmlType::kQ4_1, {32, 64, 96, 256, 512, 768, 1536, 2304}},
+      {GgmlType::kQ5_0, {32, 64, 96, 160, 640, 768, 1536, 2304}},
+      {GgmlType::kQ5_1, {32, 64, 96, 160, 640, 768, 1536, 2304}},
       {GgmlType::kQ8_0, {32, 64, 96, 256, 512, 768, 1536, 2304}},
       {GgmlType::kQ4_K, {256, 512, 768, 1536, 2304}},
       {GgmlType::kQ6_K, {256, 512, 768, 1536, 2304}},
@@ -237,6 +268,43 @@ TEST(VecDotTest, Q8_0DotOfKnownBlocksIsExact) {
   for (int i = 0; i < 64; ++i) expect += static_cast<double>(a[i]) * b[i];
   EXPECT_EQ(GetVecDotScalar(GgmlType::kQ8_0)(qa.data(), qb.data(), 64), expect);
   EXPECT_EQ(VecDot(GgmlType::kQ8_0, qa.data(), qb.data(), 64), expect);
+}
+
+// Q5 weights with d = 1 (and m = 0) hold small integers; against Q8
+// activations with d = 1 every product and sum is exact, so the scalar and
+// AVX2 kernels must both return the integer dot, including elements whose
+// fifth bit is set in every byte of qh.
+TEST(VecDotTest, Q5DotsOfKnownBlocksAreExact) {
+  std::vector<float> xf(64);
+  for (int i = 0; i < 64; ++i) xf[i] = static_cast<float>(i % 9 - 4);
+  xf[0] = 127.0f;  // d_x = 1 in both blocks
+  xf[32] = -127.0f;
+  std::vector<BlockQ8_0> x0(2);
+  std::vector<BlockQ8_1> x1(2);
+  QuantizeRow(GgmlType::kQ8_0, xf.data(), x0.data(), 64);
+  QuantizeRow(GgmlType::kQ8_1, xf.data(), x1.data(), 64);
+
+  std::vector<BlockQ5_0> w0(2);
+  std::vector<BlockQ5_1> w1(2);
+  double expect0 = 0, expect1 = 0;
+  for (int b = 0; b < 2; ++b) {
+    w0[b].d = w1[b].d = Fp32ToFp16(1.0f);
+    w1[b].m = 0;
+    for (int j = 0; j < 16; ++j) {
+      w0[b].qs[j] = w1[b].qs[j] = static_cast<uint8_t>((j * 7 + b) % 16 | ((j * 3) % 16) << 4);
+    }
+    const uint8_t qh[4] = {0xA5, static_cast<uint8_t>(0x3C + b), 0x81, 0xF0};
+    for (int k = 0; k < 4; ++k) w0[b].qh[k] = w1[b].qh[k] = qh[k];
+    for (int j = 0; j < 32; ++j) {
+      const int q = Q5Value(w0[b].qs, w0[b].qh, j);
+      expect0 += static_cast<double>(q - 16) * xf[32 * b + j];
+      expect1 += static_cast<double>(q) * xf[32 * b + j];
+    }
+  }
+  EXPECT_EQ(GetVecDotScalar(GgmlType::kQ5_0)(w0.data(), x0.data(), 64), expect0);
+  EXPECT_EQ(GetVecDotScalar(GgmlType::kQ5_1)(w1.data(), x1.data(), 64), expect1);
+  EXPECT_EQ(VecDot(GgmlType::kQ5_0, w0.data(), x0.data(), 64), expect0);
+  EXPECT_EQ(VecDot(GgmlType::kQ5_1, w1.data(), x1.data(), 64), expect1);
 }
 
 }  // namespace
