@@ -357,7 +357,9 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   auto file = std::unique_ptr<GgufFile>(new GgufFile());
   file->size_ = static_cast<size_t>(st.st_size);
   if (file->size_ > 0) {
-    void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    // MAP_POPULATE reads the file in and maps every page now, so the first
+    // forward pass does not pay for ~25k page faults (llama.cpp prefetches too).
+    void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
