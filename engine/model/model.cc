@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   std::unique_ptr<Model> model(new Model());
   model->path_ = path;
   absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
-  if (!file.ok()) return Annotate(file.status(), path);
+  if (!file.ok()) return file.status();  // the reader names the path
   model->file_ = *std::move(file);
   absl::StatusOr<LoadedModelSpec> spec = LoadModelSpec(*model->file_);
   if (!spec.ok()) return Annotate(spec.status(), path);
