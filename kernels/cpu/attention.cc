@@ -52,8 +52,10 @@ CONCLAVE_INLINE void AttendBody(SimdLevel level, const float* q, const KvLayerVi
   const int64_t end = (pos / lanes + 1) * lanes;
   float qh[512];
   float kf[512];
-  // [accumulator, dim, lane]
-  static thread_local float acc[4][512][16];
+  // [accumulator, lane, dim]: the inner loop over dims is contiguous, so it
+  // vectorises; each (accumulator, lane, dim) still sums its own terms in
+  // ggml's order.
+  static thread_local float acc[4][16][512];
   for (int h = 0; h < params.n_heads; ++h) {
     const int kv_head = h / group;
     for (int i = 0; i < d; ++i) qh[i] = RoundToHalf(q[h * d + i]);
@@ -87,8 +89,8 @@ CONCLAVE_INLINE void AttendBody(SimdLevel level, const float* q, const KvLayerVi
     // cells ggml uses (a multiple of 256), so there is no leftover tail.
     const int n_acc = tiny_blas || lanes == 1 ? 1 : 4;
     for (int a = 0; a < n_acc; ++a) {
-      for (int i = 0; i < d; ++i) {
-        for (int l = 0; l < lanes; ++l) acc[a][i][l] = 0.0f;
+      for (int l = 0; l < lanes; ++l) {
+        for (int i = 0; i < d; ++i) acc[a][l][i] = 0.0f;
       }
     }
     for (int64_t j = first; j <= pos; ++j) {
@@ -96,15 +98,14 @@ CONCLAVE_INLINE void AttendBody(SimdLevel level, const float* q, const KvLayerVi
       const Half* v = SlotOf(kv.v, kv, block_table, j, kv_head);
       const int l = static_cast<int>(j % lanes);
       const int a = n_acc == 1 ? 0 : static_cast<int>((j / lanes) % 4);
-      for (int i = 0; i < d; ++i) {
-        acc[a][i][l] = __builtin_fmaf(HalfToFloat(v[i]), p, acc[a][i][l]);
-      }
+      float* row = acc[a][l];
+      for (int i = 0; i < d; ++i) row[i] = __builtin_fmaf(HalfToFloat(v[i]), p, row[i]);
     }
     for (int i = 0; i < d; ++i) {
       float lane_sum[16];
       for (int l = 0; l < lanes; ++l) {
-        lane_sum[l] = n_acc == 1 ? acc[0][i][l]
-                                 : (acc[0][i][l] + acc[2][i][l]) + (acc[1][i][l] + acc[3][i][l]);
+        lane_sum[l] = n_acc == 1 ? acc[0][l][i]
+                                 : (acc[0][l][i] + acc[2][l][i]) + (acc[1][l][i] + acc[3][l][i]);
       }
       out[h * d + i] = lanes == 1 ? lane_sum[0] : HalvingSum(lane_sum, lanes);
     }
