@@ -363,8 +363,11 @@ void CpuBackend::Attention(int layer, const StepBatch& batch) {
   params.n_heads = c.n_heads;
   params.score_scale = c.query_scale != 0.0f ? 1.0f : 1.0f / sqrtf(static_cast<float>(hd));
   params.sliding_window = sliding ? c.sliding_window : 0;
-  params.dot_order = F16DotOrderFor(static_cast<int64_t>(batch.tokens.size()));
   for (const SequenceStep& seq : batch.sequences) {
+    // Chosen per sequence, not per step, so that a sequence's logits do not
+    // depend on what else shares the step (llama.cpp decides by the step's
+    // token count; for a step of one sequence the two agree).
+    params.dot_order = F16DotOrderFor(seq.num_tokens);
     const int64_t max_pos = int64_t{seq.start_pos} + seq.num_tokens;
     pool_.Run([&](int thread, int n_threads) {
       std::vector<float>& scores = s.scores[thread];
