@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/check.h"
+#include "kernels/cpu/matmul_q4_k.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/vec_dot.h"
 
@@ -17,6 +18,11 @@ constexpr int64_t kRowGrain = 16;
 
 void MatMul(const WeightTensor& w, const float* x, float* y, int n_tokens,
             MatMulScratch& scratch, ThreadPool& pool) {
+  // llama.cpp repacks these at load and multiplies them in another order.
+  if (UsesRepackedQ4K(w)) {
+    MatMulQ4KRepacked(w, x, y, n_tokens, scratch, pool);
+    return;
+  }
   const int64_t cols = w.cols(), rows = w.rows();
   const GgmlType act_type = ActivationTypeFor(w.type);
   const size_t act_row_bytes = RowBytes(act_type, cols);
