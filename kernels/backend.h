@@ -36,6 +36,13 @@ struct SequenceStep {
   int start_pos = 0;
   absl::Span<const int32_t> block_table;
   bool want_logits = false;  // logits for this sequence's last new token
+  // Attention's float summation order (see kernels/cpu/simd_order.h) is a
+  // property of each position, so that a sequence recomputed after
+  // preemption, or prefilled in other chunks, gets the same values it had:
+  // positions >= decode_from_pos use the one-token (decode) order, earlier
+  // ones the many-token (prefill) order. -1: decided by this step's
+  // num_tokens, as llama.cpp does.
+  int decode_from_pos = -1;
 };
 
 struct StepBatch {

@@ -37,7 +37,8 @@ struct AttentionParams {
 // key positions j <= pos (and pos - j < sliding_window when set), where
 // g = n_heads / n_kv_heads (grouped-query attention).
 // q: [n_heads, head_dim]; out: [n_heads, head_dim];
-// block_table covers positions 0..pos; scratch: at least pos + 1 floats.
+// block_table covers positions 0..pos; n_heads / n_kv_heads <= 16;
+// scratch: at least (pos + 1) * (n_heads / n_kv_heads) floats.
 void AttendOneToken(const float* q, const KvLayerView& kv,
                     absl::Span<const int32_t> block_table, int64_t pos,
                     const AttentionParams& params, float* out, float* scratch);

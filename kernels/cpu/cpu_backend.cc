@@ -61,6 +61,7 @@ struct CpuBackend::Scratch {
   std::vector<float> gate;      // [T, ffn_hidden]
   std::vector<float> up;        // [T, ffn_hidden]
   std::vector<std::vector<float>> scores;  // per thread: [max positions]
+  std::vector<int> token_owner;  // [T] index of the token's sequence in the batch
   MatMulScratch matmul;
 
   void Reserve(const ModelConfig& c, int tokens, int threads) {
@@ -90,9 +91,10 @@ absl::Status CpuBackend::LoadModel(const ModelConfig& c, const ModelWeights& w) 
       c.head_dim <= 0 || c.vocab_size <= 0 || c.ffn_hidden <= 0) {
     return absl::InvalidArgumentError("model config has a non-positive dimension");
   }
-  if (c.n_heads % c.n_kv_heads != 0) {
+  if (c.n_heads % c.n_kv_heads != 0 || c.n_heads / c.n_kv_heads > 16) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "n_heads=", c.n_heads, " is not a multiple of n_kv_heads=", c.n_kv_heads));
+        "n_heads=", c.n_heads, " must be a multiple of n_kv_heads=", c.n_kv_heads,
+        " and at most 16 times it"));
   }
   if (c.head_dim > kMaxHeadDim || c.rope_dims > c.head_dim || c.rope_dims % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -329,56 +331,74 @@ void CpuBackend::Attention(int layer, const StepBatch& batch) {
   Half* k_pool = k_cache_[layer].data();
   Half* v_pool = v_cache_[layer].data();
 
-  // Per token: QK-norm (Gemma), RoPE, Q pre-scale, and K/V into the cache.
-  for (const SequenceStep& seq : batch.sequences) {
-    pool_.ParallelFor(seq.num_tokens, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t t = seq.token_begin + i;
-        const int64_t pos = seq.start_pos + i;
-        float* q = s.q.data() + t * q_dim;
-        float* k = s.k.data() + t * kv_dim;
-        const float* v = s.v.data() + t * kv_dim;
-        if (c.arch == Architecture::kGemma3) {
-          RmsNorm(q, F32(w.attn_q_norm), q, c.n_heads, hd, c.rms_eps);
-          RmsNorm(k, F32(w.attn_k_norm), k, c.n_kv_heads, hd, c.rms_eps);
-        }
-        Rope(q, c.n_heads, hd, c.rope_dims, pos, freq_base, c.rope_neox);
-        Rope(k, c.n_kv_heads, hd, c.rope_dims, pos, freq_base, c.rope_neox);
-        if (c.query_scale != 0.0f) {
-          for (int j = 0; j < q_dim; ++j) q[j] *= c.query_scale;
-        }
-        const int64_t slot = int64_t{seq.block_table[pos / bs]} * bs + pos % bs;
-        Half* k_dst = k_pool + slot * kv_dim;
-        Half* v_dst = v_pool + slot * kv_dim;
-        for (int j = 0; j < kv_dim; ++j) {
-          k_dst[j] = Fp32ToFp16(k[j]);
-          v_dst[j] = Fp32ToFp16(v[j]);
-        }
-      }
-    });
+  // Which sequence each of the step's tokens belongs to, so that the work
+  // below is split over all of the step's tokens at once (a decode step of
+  // many sequences is one parallel loop, not one per sequence).
+  std::vector<int>& owner = s.token_owner;
+  owner.resize(batch.tokens.size());
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const SequenceStep& seq = batch.sequences[i];
+    std::fill(owner.begin() + seq.token_begin, owner.begin() + seq.token_begin + seq.num_tokens,
+              static_cast<int>(i));
   }
+  const int64_t n_tokens = static_cast<int64_t>(batch.tokens.size());
+
+  // Per token: QK-norm (Gemma), RoPE, Q pre-scale, and K/V into the cache.
+  pool_.ParallelFor(n_tokens, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const SequenceStep& seq = batch.sequences[owner[t]];
+      const int64_t pos = seq.start_pos + (t - seq.token_begin);
+      float* q = s.q.data() + t * q_dim;
+      float* k = s.k.data() + t * kv_dim;
+      const float* v = s.v.data() + t * kv_dim;
+      if (c.arch == Architecture::kGemma3) {
+        RmsNorm(q, F32(w.attn_q_norm), q, c.n_heads, hd, c.rms_eps);
+        RmsNorm(k, F32(w.attn_k_norm), k, c.n_kv_heads, hd, c.rms_eps);
+      }
+      Rope(q, c.n_heads, hd, c.rope_dims, pos, freq_base, c.rope_neox);
+      Rope(k, c.n_kv_heads, hd, c.rope_dims, pos, freq_base, c.rope_neox);
+      if (c.query_scale != 0.0f) {
+        for (int j = 0; j < q_dim; ++j) q[j] *= c.query_scale;
+      }
+      const int64_t slot = int64_t{seq.block_table[pos / bs]} * bs + pos % bs;
+      Half* k_dst = k_pool + slot * kv_dim;
+      Half* v_dst = v_pool + slot * kv_dim;
+      for (int j = 0; j < kv_dim; ++j) {
+        k_dst[j] = Fp32ToFp16(k[j]);
+        v_dst[j] = Fp32ToFp16(v[j]);
+      }
+    }
+  });
 
   const KvLayerView view{k_pool, v_pool, bs, c.n_kv_heads, hd};
-  AttentionParams params;
-  params.n_heads = c.n_heads;
-  params.score_scale = c.query_scale != 0.0f ? 1.0f : 1.0f / sqrtf(static_cast<float>(hd));
-  params.sliding_window = sliding ? c.sliding_window : 0;
+  AttentionParams base;
+  base.n_heads = c.n_heads;
+  base.score_scale = c.query_scale != 0.0f ? 1.0f : 1.0f / sqrtf(static_cast<float>(hd));
+  base.sliding_window = sliding ? c.sliding_window : 0;
+  int64_t max_pos = 0;
   for (const SequenceStep& seq : batch.sequences) {
-    // Chosen per sequence, not per step, so that a sequence's logits do not
-    // depend on what else shares the step (llama.cpp decides by the step's
-    // token count; for a step of one sequence the two agree).
-    params.dot_order = F16DotOrderFor(seq.num_tokens);
-    const int64_t max_pos = int64_t{seq.start_pos} + seq.num_tokens;
-    pool_.Run([&](int thread, int n_threads) {
-      std::vector<float>& scores = s.scores[thread];
-      if (static_cast<int64_t>(scores.size()) < max_pos) scores.resize(max_pos);
-      for (int64_t i = thread; i < seq.num_tokens; i += n_threads) {
-        const int64_t t = seq.token_begin + i;
-        AttendOneToken(s.q.data() + t * q_dim, view, seq.block_table, seq.start_pos + i,
-                       params, s.att.data() + t * q_dim, scores.data());
-      }
-    });
+    max_pos = std::max(max_pos, int64_t{seq.start_pos} + seq.num_tokens);
   }
+  // Tokens are dealt round-robin: a prefill chunk's later tokens attend over
+  // more keys, so contiguous ranges would be uneven.
+  pool_.Run([&](int thread, int n_threads) {
+    std::vector<float>& scores = s.scores[thread];
+    const int64_t need = max_pos * (c.n_heads / c.n_kv_heads);
+    if (static_cast<int64_t>(scores.size()) < need) scores.resize(need);
+    AttentionParams params = base;
+    for (int64_t t = thread; t < n_tokens; t += n_threads) {
+      const SequenceStep& seq = batch.sequences[owner[t]];
+      const int64_t pos = seq.start_pos + (t - seq.token_begin);
+      // By position when the engine says where decoding began; else by the
+      // sequence's token count in this step (never the whole step's, so
+      // batching cannot change a sequence's logits).
+      params.dot_order = seq.decode_from_pos >= 0
+                             ? F16DotOrderFor(pos >= seq.decode_from_pos ? 1 : 2)
+                             : F16DotOrderFor(seq.num_tokens);
+      AttendOneToken(s.q.data() + t * q_dim, view, seq.block_table, pos, params,
+                     s.att.data() + t * q_dim, scores.data());
+    }
+  });
 }
 
 }  // namespace conclave::kernels::cpu

@@ -34,7 +34,7 @@ SimdLevel DetectSimdLevel();
 // True when the CPU has AVX2, FMA and F16C (the fast kernels' target).
 bool CpuHasAvx2FmaF16c();
 
-CONCLAVE_INLINE int LanesOf(SimdLevel level) {
+constexpr int LanesOf(SimdLevel level) {
   return level == SimdLevel::kAvx512 ? 16 : level == SimdLevel::kAvx2 ? 8 : 1;
 }
 

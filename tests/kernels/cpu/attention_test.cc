@@ -48,7 +48,7 @@ TEST(AttentionTest, MatchesTheReferenceAtEveryPositionThroughAScrambledBlockTabl
   std::mt19937 rng(2);
   std::normal_distribution<float> d(0.0f, 1.0f);
   AttentionParams params{f.n_heads, 1.0f / std::sqrt(8.0f), 0};
-  std::vector<float> scratch(positions);
+  std::vector<float> scratch(positions * (f.n_heads / f.n_kv_heads));
   for (int pos = 0; pos < positions; ++pos) {
     std::vector<float> q(f.n_heads * f.head_dim), got(q.size()), want(q.size());
     for (float& x : q) x = d(rng);
@@ -60,7 +60,7 @@ TEST(AttentionTest, MatchesTheReferenceAtEveryPositionThroughAScrambledBlockTabl
 
 TEST(AttentionTest, AtPositionZeroTheOutputIsTheFirstValue) {
   Fixture f(1, 3);
-  std::vector<float> q(f.n_heads * f.head_dim, 0.5f), out(q.size()), scratch(1);
+  std::vector<float> q(f.n_heads * f.head_dim, 0.5f), out(q.size()), scratch(f.n_heads / f.n_kv_heads);
   AttendOneToken(q.data(), f.view(), f.table, 0, {f.n_heads, 1.0f, 0}, out.data(), scratch.data());
   const int group = f.n_heads / f.n_kv_heads;
   for (int h = 0; h < f.n_heads; ++h) {
@@ -74,7 +74,7 @@ TEST(AttentionTest, SlidingWindowHidesKeysOutsideTheWindow) {
   const int positions = 30, window = 5;
   Fixture f(positions, 4);
   std::vector<float> q(f.n_heads * f.head_dim, 0.1f), got(q.size()), want(q.size());
-  std::vector<float> scratch(positions);
+  std::vector<float> scratch(positions * (f.n_heads / f.n_kv_heads));
   AttentionParams sliding{f.n_heads, 0.3f, window};
   AttendOneToken(q.data(), f.view(), f.table, positions - 1, sliding, got.data(), scratch.data());
   AttendOneTokenReference(q.data(), f.view(), f.table, positions - 1, sliding, want.data());
