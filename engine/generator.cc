@@ -61,7 +61,7 @@ absl::StatusOr<GenerateResult> Generate(kernels::Backend& backend, int vocab_siz
     if (options.keep_all_logits) {
       result.all_logits.insert(result.all_logits.end(), logits.begin(), logits.end());
     }
-    token = sampler.Sample(logits);
+    token = sampler.Sample(logits, prompt, result.tokens).token;
     result.tokens.push_back(token);
     if (on_token && !on_token(token)) break;
     if (!options.ignore_eos && options.is_end_of_generation &&
