@@ -6,6 +6,7 @@
 #include "kernels/cpu/matmul_q4_k.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/vec_dot.h"
+#include "kernels/cpu/vec_dot_rows.h"
 
 namespace conclave::kernels::cpu {
 namespace {
@@ -37,8 +38,17 @@ void MatMul(const WeightTensor& w, const float* x, float* y, int n_tokens,
       QuantizeRow(act_type, x + t * cols, act + t * act_row_bytes, cols);
     }
   });
-  const VecDotFn dot = GetVecDot(w.type);
   const uint8_t* wbytes = static_cast<const uint8_t*>(w.data);
+  if (const VecDotRowsFn rows_dot = GetVecDotRows(w.type); rows_dot && n_tokens > 1) {
+    // Each weight row is unpacked once for all tokens (same results).
+    pool.ParallelFor(rows, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        rows_dot(wbytes + r * w_row_bytes, act, act_row_bytes, n_tokens, cols, y + r, rows);
+      }
+    });
+    return;
+  }
+  const VecDotFn dot = GetVecDot(w.type);
   pool.ParallelFor(rows, kRowGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* wrow = wbytes + r * w_row_bytes;

@@ -1,0 +1,75 @@
+// The multi-row kernels must equal the single-row VecDot of every pair bit
+// for bit (batching may never change a sequence's numbers).
+#include "kernels/cpu/vec_dot_rows.h"
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/fp16.h"
+#include "kernels/cpu/quantize.h"
+#include "kernels/ggml_types.h"
+
+namespace conclave::kernels::cpu {
+namespace {
+
+// A weight row of `type`: random quant bits, f16 scales in the ranges real
+// GGUF tensors use.
+std::vector<uint8_t> WeightRow(GgmlType type, int n, std::mt19937& rng) {
+  std::vector<uint8_t> bytes(RowBytes(type, n));
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (int b = 0; b < n / kQK; ++b) {
+    if (type == GgmlType::kQ4_1) {
+      BlockQ4_1& blk = reinterpret_cast<BlockQ4_1*>(bytes.data())[b];
+      blk.d = Fp32ToFp16(1e-3f + 0.02f * u(rng));
+      blk.m = Fp32ToFp16(-0.2f * u(rng));
+    } else if (type == GgmlType::kQ8_0) {
+      BlockQ8_0& blk = reinterpret_cast<BlockQ8_0*>(bytes.data())[b];
+      blk.d = Fp32ToFp16(1e-4f + 1e-2f * u(rng));
+      for (int8_t& q : blk.qs) q = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    }
+  }
+  return bytes;
+}
+
+class VecDotRowsTest : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(VecDotRowsTest, EveryRowEqualsTheSingleRowDotExactly) {
+  const GgmlType type = GetParam();
+  const VecDotRowsFn rows_dot = GetVecDotRows(type);
+  if (rows_dot == nullptr) GTEST_SKIP() << "no multi-row kernel for this type on this CPU";
+  std::mt19937 rng(11);
+  const GgmlType act_type = ActivationTypeFor(type);
+  for (int n : {32, 96, 576, 1536}) {
+    for (int n_rows : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 19}) {
+      const std::vector<uint8_t> w = WeightRow(type, n, rng);
+      const size_t row_bytes = RowBytes(act_type, n);
+      std::vector<uint8_t> x(row_bytes * n_rows);
+      std::normal_distribution<float> g(0.0f, 1.0f);
+      std::vector<float> f(n);
+      for (int t = 0; t < n_rows; ++t) {
+        for (float& v : f) v = g(rng) * (t + 1);
+        QuantizeRow(act_type, f.data(), x.data() + t * row_bytes, n);
+      }
+      // Results land y_stride apart, as in a [tokens, rows] output.
+      const int stride = 3;
+      std::vector<float> got(n_rows * stride, -1.0f), want(n_rows * stride, -1.0f);
+      rows_dot(w.data(), x.data(), row_bytes, n_rows, n, got.data(), stride);
+      VecDotRowsReference(type, w.data(), x.data(), row_bytes, n_rows, n, want.data(), stride);
+      for (int i = 0; i < n_rows * stride; ++i) {
+        ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
+            << TypeName(type) << " n=" << n << " rows=" << n_rows << " at " << i << ": "
+            << got[i] << " vs " << want[i];
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, VecDotRowsTest,
+                         ::testing::Values(GgmlType::kQ4_1, GgmlType::kQ8_0),
+                         [](const auto& info) { return std::string(TypeName(info.param)); });
+
+}  // namespace
+}  // namespace conclave::kernels::cpu
