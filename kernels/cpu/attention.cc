@@ -1,5 +1,7 @@
 #include "kernels/cpu/attention.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -38,11 +40,24 @@ CONCLAVE_INLINE float HalfToFloat(Half h) {
 }
 CONCLAVE_INLINE float RoundToHalf(float f) { return static_cast<float>(static_cast<_Float16>(f)); }
 
+// out[0..n) = the fp16 values of in, widened (exact). With F16C 8 at a time.
+__attribute__((target("avx2,fma,f16c"))) void WidenF16c(const Half* in, float* out,
+                                                                        int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+CONCLAVE_INLINE void WidenPortable(const Half* in, float* out, int n) {
+  for (int i = 0; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
 // The body of AttendOneToken, for one SIMD level known at compile time (so
 // the lane loops unroll and vectorise); instantiated inside a function
 // compiled for AVX2+FMA+F16C (hardware fma and half conversions) and in a
 // portable one.
-template <SimdLevel level>
+template <SimdLevel level, bool kF16c>
 CONCLAVE_INLINE void AttendBody(const float* q, const KvLayerView& kv,
                                 absl::Span<const int32_t> block_table, int64_t pos,
                                 const AttentionParams& params, float* out, float* scratch) {
@@ -77,7 +92,11 @@ CONCLAVE_INLINE void AttendBody(const float* q, const KvLayerView& kv,
     // scratch: [group, n_pos]
     for (int64_t j = first; j <= pos; ++j) {
       const Half* k = SlotOf(kv.k, kv, block_table, j, kv_head);
-      for (int i = 0; i < d; ++i) kf[i] = HalfToFloat(k[i]);
+      if constexpr (kF16c) {
+        WidenF16c(k, kf, d);
+      } else {
+        WidenPortable(k, kf, d);
+      }
       for (int g = 0; g < group; ++g) {
         const float dot = tiny_blas ? TinyBlasDot(level, kf, qh[g], d)
                                     : VecDotF16(level, kf, qh[g], d);
@@ -111,7 +130,11 @@ CONCLAVE_INLINE void AttendBody(const float* q, const KvLayerView& kv,
     std::fill(acc_storage.begin(), acc_storage.begin() + per_head * group, 0.0f);
     for (int64_t j = first; j <= pos; ++j) {
       const Half* v = SlotOf(kv.v, kv, block_table, j, kv_head);
-      for (int i = 0; i < d; ++i) kf[i] = HalfToFloat(v[i]);
+      if constexpr (kF16c) {
+        WidenF16c(v, kf, d);
+      } else {
+        WidenPortable(v, kf, d);
+      }
       const int l = static_cast<int>(j % lanes);
       const int a = n_acc == 1 ? 0 : static_cast<int>((j / lanes) % 4);
       for (int g = 0; g < group; ++g) {
@@ -138,9 +161,9 @@ __attribute__((target("avx2,fma,f16c"))) void AttendFast(
     SimdLevel level, const float* q, const KvLayerView& kv, absl::Span<const int32_t> block_table,
     int64_t pos, const AttentionParams& params, float* out, float* scratch) {
   if (level == SimdLevel::kAvx512) {
-    AttendBody<SimdLevel::kAvx512>(q, kv, block_table, pos, params, out, scratch);
+    AttendBody<SimdLevel::kAvx512, true>(q, kv, block_table, pos, params, out, scratch);
   } else {
-    AttendBody<SimdLevel::kAvx2>(q, kv, block_table, pos, params, out, scratch);
+    AttendBody<SimdLevel::kAvx2, true>(q, kv, block_table, pos, params, out, scratch);
   }
 }
 
@@ -149,13 +172,13 @@ void AttendPortable(SimdLevel level, const float* q, const KvLayerView& kv,
                     const AttentionParams& params, float* out, float* scratch) {
   switch (level) {
     case SimdLevel::kAvx512:
-      AttendBody<SimdLevel::kAvx512>(q, kv, block_table, pos, params, out, scratch);
+      AttendBody<SimdLevel::kAvx512, false>(q, kv, block_table, pos, params, out, scratch);
       break;
     case SimdLevel::kAvx2:
-      AttendBody<SimdLevel::kAvx2>(q, kv, block_table, pos, params, out, scratch);
+      AttendBody<SimdLevel::kAvx2, false>(q, kv, block_table, pos, params, out, scratch);
       break;
     case SimdLevel::kScalar:
-      AttendBody<SimdLevel::kScalar>(q, kv, block_table, pos, params, out, scratch);
+      AttendBody<SimdLevel::kScalar, false>(q, kv, block_table, pos, params, out, scratch);
       break;
   }
 }
