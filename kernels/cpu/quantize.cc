@@ -16,7 +16,12 @@ namespace {
 // int8 like _mm256_packs_epi32/_epi16. NaN becomes -128 (cvtps2dq gives
 // INT_MIN, which the packs saturate). Only reachable on non-finite input.
 int8_t RoundToInt8(float v) {
-  const float r = std::nearbyint(v);
+  // Adding and removing 1.5 * 2^23 leaves v rounded half to even for
+  // |v| < 2^22 (quantized activations are within +-128), and keeps NaN and
+  // infinities; unlike std::nearbyint it needs no libm call on plain x86-64.
+  // (Without -ffast-math the compiler keeps both roundings.)
+  constexpr float kShift = 12582912.0f;
+  const float r = (v + kShift) - kShift;
   if (!(r >= -128.0f)) return -128;
   if (r > 127.0f) return 127;
   return static_cast<int8_t>(r);
@@ -31,7 +36,12 @@ int64_t BlocksOf(int64_t n, int block) {
 // Max |x| over 32 values. Order does not matter: max is exact.
 float AbsMax32(const float* x) {
   float amax = 0.0f;
-  for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+  // (a > amax ? a : amax) is std::fmax here, NaN included (a NaN never
+  // wins), without the libm call.
+  for (int j = 0; j < kQK; ++j) {
+    const float a = std::fabs(x[j]);
+    amax = a > amax ? a : amax;
+  }
   return amax;
 }
 
