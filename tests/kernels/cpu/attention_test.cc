@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -11,6 +13,14 @@
 #include "kernels/cpu/fp16.h"
 
 namespace conclave::kernels::cpu {
+namespace attention_internal {
+// Defined in attention.cc: AttendOneToken at `level`, through the AVX2 path
+// when `fast`, else the portable one.
+void AttendAtLevel(SimdLevel level, bool fast, const float* q, const KvLayerView& kv,
+                   absl::Span<const int32_t> block_table, int64_t pos,
+                   const AttentionParams& params, float* out, float* scratch);
+}  // namespace attention_internal
+
 namespace {
 
 struct Fixture {
@@ -40,6 +50,156 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) 
   // Q and the probabilities are rounded to fp16 (relative 2^-11 each) and V
   // entries are O(1): the output moves by at most ~2^-10 of max |V|.
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 4e-3) << i;
+}
+
+// The order AttendOneToken must keep, written as plainly as possible (one
+// position, one head, one lane at a time): the specification the fast paths
+// are compared with bit for bit.
+float ToHalfAndBack(float f) { return Fp16ToFp32(Fp32ToFp16(f)); }
+
+const Half* Slot(const Half* pool, const KvLayerView& kv, absl::Span<const int32_t> table,
+                 int64_t j, int kv_head) {
+  const int64_t block = table[j / kv.block_size];
+  return pool + ((block * kv.block_size + j % kv.block_size) * kv.n_kv_heads + kv_head) *
+                    int64_t{kv.head_dim};
+}
+
+void AttendInLaneOrder(SimdLevel level, const float* q, const KvLayerView& kv,
+                       absl::Span<const int32_t> table, int64_t pos,
+                       const AttentionParams& params, float* out) {
+  const int lanes = LanesOf(level);
+  const bool tiny_blas = params.dot_order == F16DotOrder::kTinyBlas;
+  const int d = kv.head_dim;
+  const int group = params.n_heads / kv.n_kv_heads;
+  const int64_t w = params.sliding_window;
+  const int64_t first = w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+  const int64_t begin = first / lanes * lanes;
+  const int64_t end = (pos / lanes + 1) * lanes;
+  const int n_acc = tiny_blas || lanes == 1 ? 1 : 4;
+  std::vector<float> qh(d), kf(d), e(pos + 1);
+  for (int h = 0; h < params.n_heads; ++h) {
+    const int kv_head = h / group;
+    for (int i = 0; i < d; ++i) qh[i] = ToHalfAndBack(q[h * d + i]);
+    for (int64_t j = first; j <= pos; ++j) {
+      const Half* k = Slot(kv.k, kv, table, j, kv_head);
+      for (int i = 0; i < d; ++i) kf[i] = Fp16ToFp32(k[i]);
+      const float dot = tiny_blas ? TinyBlasDot(level, kf.data(), qh.data(), d)
+                                  : VecDotF16(level, kf.data(), qh.data(), d);
+      e[j] = dot * params.score_scale;
+    }
+    float max_score = -std::numeric_limits<float>::infinity();
+    for (int64_t j = first; j <= pos; ++j) max_score = std::max(max_score, e[j]);
+    double sum = 0.0;
+    for (int64_t c = begin; c < end; c += lanes) {
+      float chunk[16];
+      for (int l = 0; l < lanes; ++l) {
+        const int64_t j = c + l;
+        chunk[l] = j >= first && j <= pos ? GgmlExpf(level, e[j] - max_score) : 0.0f;
+        if (j >= first && j <= pos) e[j] = chunk[l];
+      }
+      sum += lanes == 1 ? chunk[0] : HalvingSum(chunk, lanes);
+    }
+    const float inv_sum = static_cast<float>(1.0 / sum);
+    for (int i = 0; i < d; ++i) {
+      float acc[4][16] = {};
+      for (int64_t j = first; j <= pos; ++j) {
+        const float p = ToHalfAndBack(e[j] * inv_sum);
+        const float v = Fp16ToFp32(Slot(kv.v, kv, table, j, kv_head)[i]);
+        float& a = acc[n_acc == 1 ? 0 : (j / lanes) % 4][j % lanes];
+        a = std::fma(v, p, a);
+      }
+      float lane_sum[16];
+      for (int l = 0; l < lanes; ++l) {
+        lane_sum[l] = n_acc == 1 ? acc[0][l] : (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+      }
+      out[h * d + i] = lanes == 1 ? lane_sum[0] : HalvingSum(lane_sum, lanes);
+    }
+  }
+}
+
+struct Shape {
+  int head_dim, n_kv_heads, group, block_size;
+};
+
+// Random K, V and Q of one shape; `sharpness` scales Q so that softmax
+// exponents reach ggml_v_expf's special ranges.
+struct RandomLayer {
+  Shape shape;
+  std::vector<Half> k, v;
+  std::vector<int32_t> table;
+  std::vector<float> q;
+
+  RandomLayer(Shape s, int positions, float sharpness, uint32_t seed) : shape(s) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int blocks = (positions + s.block_size - 1) / s.block_size + 3;
+    const int64_t elems = int64_t{blocks} * s.block_size * s.n_kv_heads * s.head_dim;
+    k.resize(elems);
+    v.resize(elems);
+    for (auto& h : k) h = Fp32ToFp16(nd(rng));
+    for (auto& h : v) h = Fp32ToFp16(nd(rng));
+    std::vector<int32_t> ids(blocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    table.assign(ids.begin(), ids.begin() + (positions + s.block_size - 1) / s.block_size);
+    q.resize(s.n_kv_heads * s.group * s.head_dim);
+    for (float& x : q) x = sharpness * nd(rng);
+  }
+  KvLayerView view() const { return {k.data(), v.data(), shape.block_size, shape.n_kv_heads, shape.head_dim}; }
+};
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void ExpectLaneOrderAt(const RandomLayer& layer, int64_t pos, int window) {
+  const Shape& s = layer.shape;
+  const int n_heads = s.n_kv_heads * s.group;
+  const size_t n_out = static_cast<size_t>(n_heads) * s.head_dim;
+  std::vector<float> scratch((pos + 1) * s.group);
+  for (SimdLevel level : {SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    for (F16DotOrder order : {F16DotOrder::kTinyBlas, F16DotOrder::kVecDot}) {
+      AttentionParams params{n_heads, 1.0f / std::sqrt(float(s.head_dim)), window, order};
+      std::vector<float> want(n_out), portable(n_out, -1.0f), fast(n_out, -1.0f);
+      AttendInLaneOrder(level, layer.q.data(), layer.view(), layer.table, pos, params, want.data());
+      attention_internal::AttendAtLevel(level, false, layer.q.data(), layer.view(), layer.table, pos,
+                                        params, portable.data(), scratch.data());
+      const std::string where = "d=" + std::to_string(s.head_dim) + " group=" + std::to_string(s.group) +
+                                " pos=" + std::to_string(pos) + " window=" + std::to_string(window) +
+                                " lanes=" + std::to_string(LanesOf(level)) +
+                                (order == F16DotOrder::kVecDot ? " vec_dot" : " tinyblas");
+      EXPECT_TRUE(SameBits(portable, want)) << "portable " << where;
+      if (CpuHasAvx2FmaF16c()) {
+        attention_internal::AttendAtLevel(level, true, layer.q.data(), layer.view(), layer.table, pos,
+                                          params, fast.data(), scratch.data());
+        EXPECT_TRUE(SameBits(fast, want)) << "avx2 " << where;
+      }
+    }
+  }
+}
+
+TEST(AttentionTest, EveryPathKeepsTheLaneOrderBitForBitAtEveryPosition) {
+  // SmolLM2's shape: head_dim 64, 3 query heads per KV head.
+  RandomLayer layer({64, 3, 3, 16}, 700, 1.0f, 5);
+  for (int64_t pos = 0; pos < 700; ++pos) {
+    ExpectLaneOrderAt(layer, pos, 0);
+    if (HasFailure()) return;
+  }
+}
+
+TEST(AttentionTest, EveryPathKeepsTheLaneOrderBitForBitForOtherShapesAndWindows) {
+  const int64_t positions[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 63, 64, 65, 127, 255,
+                               256, 257, 300, 511, 512, 577, 640, 699};
+  for (Shape shape : {Shape{64, 2, 1, 16}, Shape{64, 1, 4, 5}, Shape{256, 1, 4, 16},
+                      Shape{256, 2, 3, 7}, Shape{256, 1, 1, 32}}) {
+    for (float sharpness : {1.0f, 40.0f}) {
+      RandomLayer layer(shape, 700, sharpness, 6 + shape.head_dim + shape.group);
+      for (int64_t pos : positions) {
+        for (int window : {0, 5, 100, 512}) ExpectLaneOrderAt(layer, pos, window);
+        if (HasFailure()) return;
+      }
+    }
+  }
 }
 
 TEST(AttentionTest, MatchesTheReferenceAtEveryPositionThroughAScrambledBlockTable) {
