@@ -242,17 +242,21 @@ void Engine::HandleCommands(std::deque<Command>& commands) {
           st.abort_after_fork[c.index] = true;  // not forked yet
           break;
         }
-        st.finished[c.index] = true;
-        ++st.num_finished;
-        SequenceDelta d;
-        d.index = c.index;
-        d.finish = FinishReason::kAborted;
-        st.stream->Push(std::move(d), st.usage);
+        MarkAborted(st, c.index);
         FinishRequestIfDone(c.request_id);
         break;
       }
     }
   }
+}
+
+void Engine::MarkAborted(RequestState& st, int index) {
+  st.finished[index] = true;
+  ++st.num_finished;
+  SequenceDelta d;
+  d.index = index;
+  d.finish = FinishReason::kAborted;
+  st.stream->Push(std::move(d), st.usage);
 }
 
 void Engine::AbortRequest(int64_t request_id) {
@@ -262,12 +266,7 @@ void Engine::AbortRequest(int64_t request_id) {
   scheduler_.AbortGroup(request_id);
   for (int i = 0; i < st.request.n; ++i) {
     if (st.finished[i]) continue;
-    st.finished[i] = true;
-    ++st.num_finished;
-    SequenceDelta d;
-    d.index = i;
-    d.finish = FinishReason::kAborted;
-    st.stream->Push(std::move(d), st.usage);
+    MarkAborted(st, i);
   }
   FinishRequestIfDone(request_id);
 }
@@ -364,12 +363,7 @@ void Engine::Step() {
         if (!st.abort_after_fork[i]) continue;
         st.abort_after_fork[i] = false;
         scheduler_.AbortSequence(st.id, i);
-        st.finished[i] = true;
-        ++st.num_finished;
-        SequenceDelta d;
-        d.index = i;
-        d.finish = FinishReason::kAborted;
-        st.stream->Push(std::move(d), st.usage);
+        MarkAborted(st, i);
       }
       finished_requests.push_back(st.id);
     } else {

@@ -109,6 +109,8 @@ class Engine {
   void FinishRequestIfDone(int64_t request_id);
   void FailAll(const absl::Status& status);
   void AbortRequest(int64_t request_id);
+  // Records sequence `index` as aborted and sends its final delta.
+  void MarkAborted(RequestState& st, int index);
   void PublishStats();
 
   kernels::Backend& backend_;
