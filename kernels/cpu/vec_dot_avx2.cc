@@ -8,29 +8,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/vec_dot.h"
 
 namespace conclave::kernels::cpu {
 namespace {
-
-float F16(Half h) { return _cvtsh_ss(h); }
-
-// ((x4+x0) + (x6+x2)) + ((x5+x1) + (x7+x3)), ggml's hsum_float_8 order.
-float HorizontalSum(__m256 v) {
-  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  return _mm_cvtss_f32(r);
-}
-
-// 32 nibbles of 16 bytes as bytes 0..15: low nibbles first, then high.
-__m256i Nibbles32(const uint8_t* p) {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256i both =
-      _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
 
 // Byte j = 0xFF where bit j of the 32 bits at p (little-endian) is set,
 // else 0: the fifth bits of a Q5 block, one per element.
@@ -48,19 +31,9 @@ __m256i BitsToBytes32(const uint8_t* p) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
-// Lane k = sum of u[j]*s[j] for j in 4k..4k+3 (u unsigned, s signed bytes;
-// pairs stay below int16 saturation for every caller).
-__m256i DotU8I8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
 // Same for two signed vectors: move the sign of a onto b.
 __m256i DotI8I8(__m256i a, __m256i b) {
   return DotU8I8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
-__m256i Load256(const void* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
 float DotQ4_0Q8_0(const void* vw, const void* vx, int64_t n) {

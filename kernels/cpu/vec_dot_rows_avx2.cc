@@ -9,27 +9,12 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/avx2_common.h"
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/vec_dot_rows.h"
 
 namespace conclave::kernels::cpu {
 namespace {
-
-float F16(Half h) { return _cvtsh_ss(h); }
-
-// ((x4+x0) + (x6+x2)) + ((x5+x1) + (x7+x3)), ggml's hsum_float_8 order.
-float HorizontalSum(__m256 v) {
-  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  return _mm_cvtss_f32(r);
-}
-
-__m256i Load256(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-__m256i DotU8I8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
 
 // Q4_1 x Q8_1 for kRows activation rows (DotQ4_1Q8_1's steps per row).
 template <int kRows>
@@ -44,10 +29,7 @@ void Q4_1Tile(const BlockQ4_1* w, const uint8_t* x, size_t x_row_bytes, int64_t 
   for (int64_t ib = 0; ib < nb; ++ib) {
     const float dw = F16(w[ib].d);
     const float mw = F16(w[ib].m);
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[ib].qs));
-    const __m256i nib = _mm256_and_si256(
-        _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1),
-        _mm256_set1_epi8(0x0F));
+    const __m256i nib = Nibbles32(w[ib].qs);
     for (int t = 0; t < kRows; ++t) {
       const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * x_row_bytes)[ib];
       summs[t] = __builtin_fmaf(mw, F16(xb.s), summs[t]);
