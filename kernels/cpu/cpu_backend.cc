@@ -277,9 +277,9 @@ void CpuBackend::RunLayer(int layer, const StepBatch& batch, int n_tokens,
 
   // Attention block. h: [T, hidden]; q: [T, n_heads*hd]; k, v: [T, n_kv*hd]
   RmsNorm(s.x.data(), F32(w.attn_norm), s.h.data(), n_tokens, hidden, c.rms_eps);
-  MatMul(w.attn_q, s.h.data(), s.q.data(), n_tokens, s.matmul, pool_);
-  MatMul(w.attn_k, s.h.data(), s.k.data(), n_tokens, s.matmul, pool_);
-  MatMul(w.attn_v, s.h.data(), s.v.data(), n_tokens, s.matmul, pool_);
+  const MatMulOutput qkv[3] = {{&w.attn_q, s.q.data()}, {&w.attn_k, s.k.data()},
+                               {&w.attn_v, s.v.data()}};
+  MatMulShared(qkv, s.h.data(), n_tokens, s.matmul, pool_);
   Attention(layer, batch);
   // o: [T, hidden]
   MatMul(w.attn_output, s.att.data(), s.o.data(), n_tokens, s.matmul, pool_);
@@ -304,8 +304,8 @@ void CpuBackend::RunLayer(int layer, const StepBatch& batch, int n_tokens,
 
   // Feed-forward block. gate, up: [n, ffn_hidden]
   RmsNorm(s.x.data(), F32(w.ffn_norm), s.h.data(), n, hidden, c.rms_eps);
-  MatMul(w.ffn_gate, s.h.data(), s.gate.data(), n, s.matmul, pool_);
-  MatMul(w.ffn_up, s.h.data(), s.up.data(), n, s.matmul, pool_);
+  const MatMulOutput gate_up[2] = {{&w.ffn_gate, s.gate.data()}, {&w.ffn_up, s.up.data()}};
+  MatMulShared(gate_up, s.h.data(), n, s.matmul, pool_);
   const int64_t ffn_elems = int64_t{n} * c.ffn_hidden;
   if (gemma) {
     GeGlu(s.gate.data(), s.up.data(), s.gate.data(), ffn_elems);

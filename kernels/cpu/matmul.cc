@@ -6,6 +6,7 @@
 #include "kernels/cpu/matmul_q4_k.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/vec_dot.h"
+#include "kernels/cpu/vec_dot_packed.h"
 #include "kernels/cpu/vec_dot_rows.h"
 
 namespace conclave::kernels::cpu {
@@ -19,41 +20,103 @@ constexpr int64_t kRowGrain = 16;
 
 void MatMul(const WeightTensor& w, const float* x, float* y, int n_tokens,
             MatMulScratch& scratch, ThreadPool& pool) {
-  // llama.cpp repacks these at load and multiplies them in another order.
-  if (UsesRepackedQ4K(w)) {
-    MatMulQ4KRepacked(w, x, y, n_tokens, scratch, pool);
+  const MatMulOutput out[1] = {{&w, y}};
+  MatMulShared(out, x, n_tokens, scratch, pool);
+}
+
+void MatMulShared(absl::Span<const MatMulOutput> outputs, const float* x, int n_tokens,
+                  MatMulScratch& scratch, ThreadPool& pool) {
+  if (outputs.empty()) return;
+  const WeightTensor& first = *outputs[0].w;
+  const int64_t cols = first.cols();
+  bool same_kind = true;  // one activation conversion and one kernel for all
+  for (const MatMulOutput& o : outputs) {
+    CHECK_EQ(o.w->cols(), cols) << o.w->name << " does not read the same input as " << first.name;
+    same_kind = same_kind && o.w->type == first.type && !UsesRepackedQ4K(*o.w);
+  }
+  if (!same_kind) {
+    for (const MatMulOutput& o : outputs) {
+      // llama.cpp repacks these at load and multiplies them in another order.
+      if (UsesRepackedQ4K(*o.w)) {
+        MatMulQ4KRepacked(*o.w, x, o.y, n_tokens, scratch, pool);
+      } else {
+        const MatMulOutput one[1] = {o};
+        MatMulShared(one, x, n_tokens, scratch, pool);
+      }
+    }
     return;
   }
-  const int64_t cols = w.cols(), rows = w.rows();
-  const GgmlType act_type = ActivationTypeFor(w.type);
+  const GgmlType act_type = ActivationTypeFor(first.type);
   const size_t act_row_bytes = RowBytes(act_type, cols);
-  const size_t w_row_bytes = RowBytes(w.type, cols);
+  const size_t w_row_bytes = RowBytes(first.type, cols);
   if (scratch.quantized.size() < act_row_bytes * n_tokens) {
     scratch.quantized.resize(act_row_bytes * n_tokens);
   }
   uint8_t* act = scratch.quantized.data();
+  // The rows of every output, numbered one after another, so that all of
+  // them are split over the threads in one parallel region.
+  int64_t total_rows = 0;
+  for (const MatMulOutput& o : outputs) total_rows += o.w->rows();
+  // Finds the output that row `r` (of all outputs) belongs to.
+  auto locate = [&](int64_t r, int64_t& local) -> const MatMulOutput& {
+    size_t i = 0;
+    while (r >= outputs[i].w->rows()) r -= outputs[i++].w->rows();
+    local = r;
+    return outputs[i];
+  };
+
+  const PackedRowsKernel* packed = n_tokens > 1 ? GetPackedRowsKernel(first.type) : nullptr;
+  if (packed != nullptr) {
+    // Activations quantized and laid out once for the kernel, then each
+    // weight row is unpacked once for all tokens (same results).
+    constexpr int kGroup = PackedRowsKernel::kGroupRows;
+    const int64_t groups = (n_tokens + kGroup - 1) / kGroup;
+    const size_t group_bytes = packed->group_bytes(cols);
+    if (scratch.packed.size() < group_bytes * groups) scratch.packed.resize(group_bytes * groups);
+    uint8_t* pk = scratch.packed.data();
+    pool.ParallelFor(groups, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) {
+        const int n = static_cast<int>(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
+        for (int t = 0; t < n; ++t) {
+          QuantizeRow(act_type, x + (g * kGroup + t) * cols,
+                      act + (g * kGroup + t) * act_row_bytes, cols);
+        }
+        packed->pack_group(act + g * kGroup * act_row_bytes, act_row_bytes, n, cols,
+                           pk + g * group_bytes);
+      }
+    });
+    pool.ParallelFor(total_rows, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        int64_t local = 0;
+        const MatMulOutput& o = locate(r, local);
+        const uint8_t* wrow = static_cast<const uint8_t*>(o.w->data) + local * w_row_bytes;
+        packed->dot(wrow, pk, n_tokens, cols, o.y + local, o.w->rows());
+      }
+    });
+    return;
+  }
+
   // [n_tokens, act_row_bytes]
   pool.ParallelFor(n_tokens, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       QuantizeRow(act_type, x + t * cols, act + t * act_row_bytes, cols);
     }
   });
-  const uint8_t* wbytes = static_cast<const uint8_t*>(w.data);
-  if (const VecDotRowsFn rows_dot = GetVecDotRows(w.type); rows_dot && n_tokens > 1) {
-    // Each weight row is unpacked once for all tokens (same results).
-    pool.ParallelFor(rows, kRowGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        rows_dot(wbytes + r * w_row_bytes, act, act_row_bytes, n_tokens, cols, y + r, rows);
-      }
-    });
-    return;
-  }
-  const VecDotFn dot = GetVecDot(w.type);
-  pool.ParallelFor(rows, kRowGrain, [&](int64_t begin, int64_t end) {
+  const VecDotRowsFn rows_dot = n_tokens > 1 ? GetVecDotRows(first.type) : nullptr;
+  const VecDotFn dot = GetVecDot(first.type);
+  pool.ParallelFor(total_rows, kRowGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* wrow = wbytes + r * w_row_bytes;
-      for (int t = 0; t < n_tokens; ++t) {
-        y[t * rows + r] = dot(wrow, act + t * act_row_bytes, cols);
+      int64_t local = 0;
+      const MatMulOutput& o = locate(r, local);
+      const uint8_t* wrow = static_cast<const uint8_t*>(o.w->data) + local * w_row_bytes;
+      const int64_t rows = o.w->rows();
+      if (rows_dot != nullptr) {
+        // Each weight row is unpacked once for all tokens (same results).
+        rows_dot(wrow, act, act_row_bytes, n_tokens, cols, o.y + local, rows);
+      } else {
+        for (int t = 0; t < n_tokens; ++t) {
+          o.y[t * rows + local] = dot(wrow, act + t * act_row_bytes, cols);
+        }
       }
     }
   });

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/model_spec.h"
 
@@ -16,6 +17,7 @@ namespace conclave::kernels::cpu {
 // Reusable scratch for the converted activations (grows, never shrinks).
 struct MatMulScratch {
   std::vector<uint8_t> quantized;
+  std::vector<uint8_t> packed;  // the quantized rows in a packed kernel's layout
 };
 
 // y[t, r] = dot(W[r, :], x[t, :]) for t < n_tokens, r < w.rows().
@@ -25,6 +27,18 @@ struct MatMulScratch {
 // call whatever the batch size.
 void MatMul(const WeightTensor& w, const float* x, float* y, int n_tokens,
             MatMulScratch& scratch, ThreadPool& pool);
+
+struct MatMulOutput {
+  const WeightTensor* w;
+  float* y;  // [n_tokens, w->rows()]
+};
+
+// MatMul for several weights that read the same x (Q, K and V; gate and
+// up): x is converted once, and the rows of all of them are split over the
+// threads in one parallel region. Every w->cols() must be equal. Results
+// are those of one MatMul per output.
+void MatMulShared(absl::Span<const MatMulOutput> outputs, const float* x, int n_tokens,
+                  MatMulScratch& scratch, ThreadPool& pool);
 
 // Reference: dequantizes W row by row and sums in double. For tests.
 void MatMulReference(const WeightTensor& w, const float* x, float* y,
