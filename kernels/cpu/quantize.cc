@@ -6,8 +6,13 @@
 
 #include "kernels/check.h"
 #include "kernels/cpu/fp16.h"
+#include "kernels/cpu/simd_order.h"
 
 namespace conclave::kernels::cpu {
+
+void QuantizeQ8_0Avx2(const float* x, BlockQ8_0* y, int64_t nb);  // quantize_avx2.cc
+void QuantizeQ8_1Avx2(const float* x, BlockQ8_1* y, int64_t nb);
+
 namespace {
 
 // Rounds half to even (the default FP environment), as both
@@ -338,6 +343,19 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n) {
 }
 
 void QuantizeRow(GgmlType type, const float* x, void* dst, int64_t n) {
+  static const bool avx2 = CpuHasAvx2FmaF16c();
+  if (avx2 && type == GgmlType::kQ8_0) {
+    QuantizeQ8_0Avx2(x, static_cast<BlockQ8_0*>(dst), BlocksOf(n, kQK));
+    return;
+  }
+  if (avx2 && type == GgmlType::kQ8_1) {
+    QuantizeQ8_1Avx2(x, static_cast<BlockQ8_1*>(dst), BlocksOf(n, kQK));
+    return;
+  }
+  QuantizeRowPortable(type, x, dst, n);
+}
+
+void QuantizeRowPortable(GgmlType type, const float* x, void* dst, int64_t n) {
   switch (type) {
     case GgmlType::kF32:
       std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));

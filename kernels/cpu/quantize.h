@@ -27,8 +27,12 @@ void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
 GgmlType ActivationTypeFor(GgmlType w);
 
 // dst = x[0..n) converted to `type` (one of the activation types above).
-// n % block_elems(type) == 0.
+// n % block_elems(type) == 0. Vectorised where the CPU allows; always
+// byte-identical to QuantizeRowPortable.
 void QuantizeRow(GgmlType type, const float* x, void* dst, int64_t n);
+
+// The plain-C++ conversions (the reference for QuantizeRow).
+void QuantizeRowPortable(GgmlType type, const float* x, void* dst, int64_t n);
 
 }  // namespace conclave::kernels::cpu
 
