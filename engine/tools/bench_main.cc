@@ -39,6 +39,8 @@ ABSL_FLAG(int, runs, 5, "runs per figure (the median is reported)");
 ABSL_FLAG(bool, json, true, "print JSON (the only format)");
 ABSL_FLAG(std::string, concurrency, "1,4,8,16,32", "decode concurrency levels");
 ABSL_FLAG(int, decode_tokens, 64, "tokens per sequence in the decode figures");
+ABSL_FLAG(bool, group, true,
+          "also measure prefill, time to first token and the N=8 group (off: decode only)");
 
 namespace {
 
@@ -235,6 +237,12 @@ int main(int argc, char** argv) {
     std::cerr << absl::StrFormat("decode c=%d: %.1f tok/s\n", c, m);
   }
   std::vector<double> prefill, ttft, g1, g8, blocks8;
+  if (!absl::GetFlag(FLAGS_group)) {
+    std::cout << "{\"model\":\"" << (*model)->name() << "\",\"threads\":" << threads
+              << ",\"runs\":" << runs << ",\"decode_tokens_per_second\":{"
+              << absl::StrJoin(decode_json, ",") << "}}\n";
+    return 0;
+  }
   for (int r = 0; r < runs; ++r) {
     prefill.push_back(bench.PrefillTokensPerSecond(512));
     ttft.push_back(bench.TimeToFirstToken());
