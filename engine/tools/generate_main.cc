@@ -1,7 +1,7 @@
 // conclave-generate: generates text from a GGUF model on the CPU backend,
 // streaming the completion to stdout and a one-line timing summary to stderr.
 //
-//   conclave-generate --model PATH --prompt TEXT [--chat] [--max-tokens N]
+//   conclave-generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-tokens N]
 //       [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S]
 //       [--n N] [--threads K] [--ignore-eos] [--json] [--dump-logits FILE]
 //
@@ -28,6 +28,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/numbers.h"
 #include "engine/engine.h"
 #include "engine/generator.h"
 #include "engine/model/model.h"
@@ -37,6 +39,8 @@
 
 ABSL_FLAG(std::string, model, "", "path to a GGUF model file");
 ABSL_FLAG(std::string, prompt, "", "prompt text (the user message with --chat)");
+ABSL_FLAG(std::string, prompt_ids, "",
+          "prompt as comma-separated token ids instead of --prompt (benchmarks)");
 ABSL_FLAG(bool, chat, false, "wrap the prompt in the model's chat template");
 ABSL_FLAG(std::string, system, "", "system message (with --chat)");
 ABSL_FLAG(int, max_tokens, 128, "maximum tokens to generate");
@@ -156,7 +160,19 @@ int main(int argc, char** argv) {
     text = *rendered;
     add_special = false;  // the template writes its own BOS where needed
   }
-  std::vector<int32_t> prompt = tok.Encode(text, add_special, /*parse_special=*/true);
+  std::vector<int32_t> prompt;
+  if (!absl::GetFlag(FLAGS_prompt_ids).empty()) {
+    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',')) {
+      int32_t id = 0;
+      if (!absl::SimpleAtoi(part, &id) || id < 0 || id >= tok.vocab_size()) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("--prompt-ids: \"", part, "\" is not a token id below ", tok.vocab_size())));
+      }
+      prompt.push_back(id);
+    }
+  } else {
+    prompt = tok.Encode(text, add_special, /*parse_special=*/true);
+  }
   if (prompt.empty()) return Fail(absl::InvalidArgumentError("prompt encodes to no tokens"));
   const int context = (*model)->config().context_length;
   if (static_cast<int64_t>(prompt.size()) + absl::GetFlag(FLAGS_max_tokens) > context) {
