@@ -413,6 +413,12 @@ class Contemplation::Runner {
         e.text = d.text;
         sink_(e);
       }
+      if (d.finish == engine::FinishReason::kAborted) {
+        // Not stopped by this run (it ignores its stopped agents' tails):
+        // cancelled, or the engine is shutting down.
+        if (owner_.cancelled()) return absl::CancelledError("the request was cancelled");
+        return absl::UnavailableError("the engine stopped the request (shutting down)");
+      }
       if (d.finish != engine::FinishReason::kNone) {
         if (absl::Status st = OnAgentEnded(a, d.finish); !st.ok()) return st;
       }
