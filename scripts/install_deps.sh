@@ -12,14 +12,19 @@
 #   prometheus-cpp-dev     metrics exposer
 #   python3-venv           the test venv
 # Python (in .venv): llama-cpp-python (the llama.cpp peer for token and logit
-# parity, built from source by pip), numpy, pytest.
+# parity, built from source by pip), numpy, pytest; grpcio, grpcio-tools
+# (protoc for the Python stubs the API tests generate), grpcio-health-checking
+# and grpcio-reflection (clients of the server's health and reflection
+# services), with the protobuf runtime grpcio-tools needs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config libabsl-dev
   libspdlog-dev libgtest-dev libgmock-dev libgrpc++-dev protobuf-compiler
   protobuf-compiler-grpc libprotobuf-dev prometheus-cpp-dev python3-venv unzip)
-PY_PACKAGES=(numpy==2.3.5 pytest==8.4.2 llama-cpp-python==0.3.36)
+PY_PACKAGES=(numpy==2.3.5 pytest==8.4.2 llama-cpp-python==0.3.36
+  grpcio==1.76.0 grpcio-tools==1.76.0 grpcio-health-checking==1.76.0
+  grpcio-reflection==1.76.0 protobuf==6.33.6)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,7 +41,7 @@ if [ "${CONCLAVE_SKIP_PYTHON:-0}" != 1 ]; then
     log "creating Python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import llama_cpp, numpy, pytest" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import llama_cpp, numpy, pytest, grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha" 2>/dev/null; then
     log "installing Python test packages (llama-cpp-python builds llama.cpp: a few minutes)"
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
   fi

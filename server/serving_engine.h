@@ -1,0 +1,77 @@
+// Everything behind the API for one model: the loaded GGUF file, the CPU
+// backend, the batched engine and the in-process EngineClient that the
+// services use, plus the model's public description (ListModels).
+// Thread-safe after Load (each part documents its own threading).
+#ifndef CONCLAVE_SERVER_SERVING_ENGINE_H_
+#define CONCLAVE_SERVER_SERVING_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "engine/model/model.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "orchestrator/engine_client.h"
+
+namespace conclave::server {
+
+// What ListModels says about a model.
+struct ModelInfo {
+  std::string id;            // file name without ".gguf"
+  std::string display_name;  // general.name
+  std::string architecture;  // general.architecture
+  int context_length = 0;
+  std::string chat_format;   // engine::ChatFormatName
+  std::string quantization;  // "Q4_1", "Q4_K_M", ...
+};
+
+struct EngineOptions {
+  std::string model_path;
+  int threads = 0;           // CPU threads; 0: every core
+  int64_t kv_cache_mib = 512;
+  int max_agents = 8;        // sequences per request (Contemplate agents)
+  int max_running_sequences = 64;  // engine batch slots (raised to max_agents)
+};
+
+// The weight format: general.file_type as llama.cpp names it, else the type
+// that holds most of the weight bytes.
+std::string QuantizationName(const engine::GgufFile& file);
+
+class ServingEngine {
+ public:
+  // Loads and checks the model (errors name the file and what is wrong with
+  // it: missing, truncated, unsupported), loads it into a CpuBackend and
+  // starts the engine.
+  static absl::StatusOr<std::unique_ptr<ServingEngine>> Load(const EngineOptions& options);
+  ~ServingEngine();  // Shutdown()
+  ServingEngine(const ServingEngine&) = delete;
+  ServingEngine& operator=(const ServingEngine&) = delete;
+
+  // Aborts what is still running and stops the engine's step loop; Submit
+  // then fails with UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+  engine::Engine& engine() { return *engine_; }
+  orchestrator::EngineClient& client() { return *client_; }
+  const engine::Model& model() const { return *model_; }
+  const ModelInfo& info() const { return info_; }
+  int threads() const { return threads_; }
+
+ private:
+  ServingEngine() = default;
+
+  // Declaration order is destruction order reversed: the client and engine
+  // go before the backend and the model they borrow.
+  std::unique_ptr<engine::Model> model_;
+  std::unique_ptr<kernels::cpu::CpuBackend> backend_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<orchestrator::LocalEngineClient> client_;
+  ModelInfo info_;
+  int threads_ = 0;
+};
+
+}  // namespace conclave::server
+
+#endif  // CONCLAVE_SERVER_SERVING_ENGINE_H_
