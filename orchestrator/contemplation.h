@@ -175,12 +175,6 @@ class Contemplation {
   bool cancelled();
 };
 
-// The chat prompt as the engine sees it: the model's chat template with the
-// generation prompt, encoded with special-token parsing (the template's own
-// markers; Gemma's template writes its BOS as text).
-absl::StatusOr<std::vector<int32_t>> ChatPromptIds(const EngineClient& client,
-                                                   const std::vector<engine::ChatMessage>& messages);
-
 }  // namespace conclave::orchestrator
 
 #endif  // CONCLAVE_ORCHESTRATOR_CONTEMPLATION_H_

@@ -2,9 +2,21 @@
 
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "engine/engine.h"
 
 namespace conclave::orchestrator {
+
+absl::StatusOr<std::vector<int32_t>> ChatPromptIds(
+    const EngineClient& client, const std::vector<engine::ChatMessage>& messages) {
+  absl::StatusOr<std::string> rendered =
+      engine::ApplyChatTemplate(client.chat_format(), messages, /*add_generation_prompt=*/true);
+  if (!rendered.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("messages: ", rendered.status().message()));
+  }
+  return client.tokenizer().Encode(*rendered, /*add_special=*/false, /*parse_special=*/true);
+}
 
 LocalEngineClient::LocalEngineClient(engine::Engine& engine,
                                      const engine::Tokenizer& tokenizer,

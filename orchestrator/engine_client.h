@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/request.h"
@@ -39,6 +40,14 @@ class EngineClient {
   virtual int max_sequences_per_request() const = 0;
   virtual const std::string& model_name() const = 0;
 };
+
+// The chat prompt as the engine sees it: the client's chat template with
+// the generation prompt, encoded with add_special=false (the template writes
+// BOS where the model wants one) and parse_special=true (the template's own
+// markers). INVALID_ARGUMENT, prefixed "messages: ", when the template
+// rejects the conversation.
+absl::StatusOr<std::vector<int32_t>> ChatPromptIds(const EngineClient& client,
+                                                   const std::vector<engine::ChatMessage>& messages);
 
 // An Engine in this process. `engine` and `tokenizer` must outlive it.
 class LocalEngineClient : public EngineClient {

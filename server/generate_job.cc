@@ -7,16 +7,6 @@
 
 namespace conclave::server {
 
-absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(
-    const orchestrator::EngineClient& client, const std::vector<engine::ChatMessage>& messages) {
-  absl::StatusOr<std::string> rendered =
-      engine::ApplyChatTemplate(client.chat_format(), messages, /*add_generation_prompt=*/true);
-  if (!rendered.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("messages: ", rendered.status().message()));
-  }
-  return client.tokenizer().Encode(*rendered, /*add_special=*/false, /*parse_special=*/true);
-}
-
 GenerateJob::GenerateJob(orchestrator::EngineClient& client, GeneratePlan plan,
                          RequestLimits limits, uint64_t seed)
     : client_(client), plan_(std::move(plan)), limits_(std::move(limits)), thinking_(client) {
@@ -32,7 +22,7 @@ absl::StatusOr<GenerateOutcome> GenerateJob::Run(const Sink& sink) {
       plan_.raw_prompt.has_value()
           ? client_.tokenizer().Encode(*plan_.raw_prompt, /*add_special=*/true,
                                        /*parse_special=*/true)
-          : EncodeChatPrompt(client_, messages);
+          : orchestrator::ChatPromptIds(client_, messages);
   if (!prompt.ok()) return prompt.status();
   absl::StatusOr<TokenBudget> budget =
       ResolveTokenBudget(plan_, static_cast<int>(prompt->size()), limits_);

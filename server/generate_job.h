@@ -45,13 +45,6 @@ struct GenerateOutcome {
   absl::Time first_token_at = absl::InfinitePast();
 };
 
-// The chat prompt as the engine sees it: ApplyChatTemplate with the
-// client's chat format and the generation prompt, encoded with
-// add_special=false (the template writes BOS where the model wants one) and
-// parse_special=true.
-absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(
-    const orchestrator::EngineClient& client, const std::vector<engine::ChatMessage>& messages);
-
 class GenerateJob {
  public:
   using Sink = std::function<void(GenerateChunk)>;
