@@ -36,14 +36,6 @@ const char* StopReasonName(StopReason reason) {
   return "unknown";
 }
 
-absl::StatusOr<std::vector<int32_t>> ChatPromptIds(
-    const EngineClient& client, const std::vector<engine::ChatMessage>& messages) {
-  absl::StatusOr<std::string> rendered =
-      engine::ApplyChatTemplate(client.chat_format(), messages, /*add_generation_prompt=*/true);
-  if (!rendered.ok()) return rendered.status();
-  return client.tokenizer().Encode(*rendered, /*add_special=*/false, /*parse_special=*/true);
-}
-
 namespace {
 
 // How long the run waits on one stream when no stream had output.
@@ -270,12 +262,7 @@ class Contemplation::Runner {
     r.prompt = agents_[g[0]]->prompt;
     r.n = static_cast<int>(g.size());
     r.sampling.clear();
-    for (int i : g) {
-      engine::SamplingParams s = o_.sampling;
-      s.temperature = agents_[i]->spec.temperature;
-      s.seed = agents_[i]->spec.seed;
-      r.sampling.push_back(s);
-    }
+    for (int i : g) r.sampling.push_back(AgentSampling(*agents_[i]));
     r.max_tokens = AgentBudget(*agents_[g[0]]);
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
@@ -292,16 +279,25 @@ class Contemplation::Runner {
     return absl::OkStatus();
   }
 
-  // Reads stream `i` until it has produced a token or ended.
-  absl::Status AwaitFirstOutput(int i) {
+  // Reads agent stream `i` (through Consume) until it has ended or, with
+  // `until_first_token`, until it has generated a token.
+  absl::Status ConsumeUntil(int i, bool until_first_token) {
     while (!streams_[i].done) {
       if (owner_.cancelled()) return absl::CancelledError("the request was cancelled");
       engine::RequestUpdate u;
       if (streams_[i].stream->Next(u, kPollWait) != engine::RequestStream::Poll::kUpdate) continue;
       if (absl::Status s = Consume(i, u); !s.ok()) return s;
-      if (u.usage.generated_tokens > 0) break;
+      if (until_first_token && u.usage.generated_tokens > 0) break;
     }
     return absl::OkStatus();
+  }
+
+  // The agent's sampling: the request's, with its own temperature and seed.
+  engine::SamplingParams AgentSampling(const Agent& a) const {
+    engine::SamplingParams s = o_.sampling;
+    s.temperature = a.spec.temperature;
+    s.seed = a.spec.seed;
+    return s;
   }
 
   // One engine request per distinct prompt: its agents are its sequences.
@@ -333,7 +329,7 @@ class Contemplation::Runner {
         // first group's prompt is in the KV cache (its first token is out),
         // the others find its full blocks in the prefix cache instead of
         // computing them again in the same step.
-        if (absl::Status s = AwaitFirstOutput(0); !s.ok()) return s;
+        if (absl::Status s = ConsumeUntil(0, /*until_first_token=*/true); !s.ok()) return s;
       }
       if (absl::Status s = SubmitGroup(groups[k]); !s.ok()) return s;
     }
@@ -384,12 +380,9 @@ class Contemplation::Runner {
   // this run is left in the engine.
   absl::Status DrainAgentStreams() {
     for (size_t i = 0; i < streams_.size(); ++i) {
-      while (!streams_[i].done && !streams_[i].aggregator) {
-        if (owner_.cancelled()) return absl::CancelledError("the request was cancelled");
-        engine::RequestUpdate u;
-        if (streams_[i].stream->Next(u, kPollWait) == engine::RequestStream::Poll::kUpdate) {
-          if (absl::Status s = Consume(static_cast<int>(i), u); !s.ok()) return s;
-        }
+      if (streams_[i].aggregator) continue;
+      if (absl::Status s = ConsumeUntil(static_cast<int>(i), /*until_first_token=*/false); !s.ok()) {
+        return s;
       }
     }
     return absl::OkStatus();
@@ -481,10 +474,7 @@ class Contemplation::Runner {
     if (r.max_tokens < 1) {
       return OnAgentEnded(a, engine::FinishReason::kLength);  // no room: judge what it wrote
     }
-    engine::SamplingParams s = o_.sampling;
-    s.temperature = a.spec.temperature;
-    s.seed = a.spec.seed;
-    r.sampling = {s};
+    r.sampling = {AgentSampling(a)};
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
     absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = owner_.Submit(std::move(r));
