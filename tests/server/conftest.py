@@ -8,31 +8,23 @@ model from <repo>/models. Tests skip when either is missing. Every wait is
 bounded; servers are stopped on teardown (SIGTERM, then SIGKILL).
 """
 
-import importlib
-import os
 import pathlib
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import types
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PROTO_ROOT = REPO / "proto"
+sys.path.insert(0, str(REPO / "loadtest"))
+import conclave_api  # noqa: E402  (stubs and the server process, shared with loadtest/)
+
 MODEL = REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 20
 
 
-def build_dir():
-    return pathlib.Path(os.environ.get("CONCLAVE_BUILD_DIR", REPO / "build"))
-
-
 def server_binary():
-    path = build_dir() / "bin" / "conclave-server"
+    path = conclave_api.build_dir() / "bin" / "conclave-server"
     if not path.exists():
         pytest.skip(f"{path} not built")
     return path
@@ -47,78 +39,17 @@ def model_path():
 @pytest.fixture(scope="session")
 def api(tmp_path_factory):
     """The generated modules: api.pb (messages) and api.grpc (stubs)."""
-    grpc_tools = pytest.importorskip("grpc_tools")
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("conclave_stubs")
-    well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    rc = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{well_known}",
-        f"--python_out={out}",
-        f"--grpc_python_out={out}",
-        "conclave/v1/conclave.proto",
-    ])
-    assert rc == 0, "grpc_tools.protoc failed on proto/conclave/v1/conclave.proto"
-    sys.path.insert(0, str(out))
-    try:
-        pb = importlib.import_module("conclave.v1.conclave_pb2")
-        pb_grpc = importlib.import_module("conclave.v1.conclave_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
-    return types.SimpleNamespace(pb=pb, grpc=pb_grpc)
+    pytest.importorskip("grpc_tools")
+    return conclave_api.load_stubs(tmp_path_factory.mktemp("conclave_stubs"))
 
 
-class ServerProcess:
-    """One conclave-server subprocess; its stderr goes to a log file."""
-
-    def __init__(self, args, log_path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(server_binary()), "--model", str(model_path()), "--bind", "127.0.0.1",
-             "--grpc-port", "0", "--threads", "2", "--kv-cache-mib", "64", *args],
-            stdout=subprocess.PIPE, stderr=self._log)
-        self._lines = queue.Queue()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        self.address = None
-        try:
-            line = self._lines.get(timeout=START_TIMEOUT_S)
-        except queue.Empty:
-            line = None
-        if line is None or not line.startswith("listening "):
-            self.stop()
-            raise RuntimeError(f"conclave-server did not start (stdout {line!r}):\n{self.log()}")
-        self.address = line.split()[1]
-
-    def _read_stdout(self):
-        for raw in self.proc.stdout:
-            self._lines.put(raw.decode("utf-8", "replace").strip())
-        self._lines.put(None)
-
-    def log(self):
-        self._log.flush()
-        return pathlib.Path(self.log_path).read_text(errors="replace")
-
-    def terminate(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout):
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self):
-        """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-        self._log.close()
-        return self.proc.returncode
+def ServerProcess(args, log_path):
+    """One conclave-server subprocess (loadtest/conclave_api.py) with the
+    tests' small settings; its stderr goes to `log_path`."""
+    server_binary()
+    return conclave_api.ServerProcess(
+        model_path(), ["--threads", "2", "--kv-cache-mib", "64", *args], log_path,
+        start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S)
 
 
 @pytest.fixture
