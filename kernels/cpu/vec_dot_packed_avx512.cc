@@ -47,17 +47,24 @@ inline int RowOf(int p, int h, int n_rows) {
   return r < n_rows ? r : n_rows - 1;
 }
 
+// Block `ib` of every row of the group into `o`: each pair's 32 + 32 quants
+// and their d, widened to f32 and repeated over the half's 8 lanes.
+template <typename Block, typename Packed>
+void PackPairs(const uint8_t* x, size_t x_row_bytes, int n_rows, int64_t ib, Packed& o) {
+  for (int p = 0; p < kPairs; ++p) {
+    for (int h = 0; h < 2; ++h) {
+      const Block& b = reinterpret_cast<const Block*>(x + RowOf(p, h, n_rows) * x_row_bytes)[ib];
+      std::memcpy(o.qs[p] + 32 * h, b.qs, 32);
+      for (int l = 0; l < 8; ++l) o.d[p][8 * h + l] = F16(b.d);
+    }
+  }
+}
+
 void PackQ8_1(const uint8_t* x, size_t x_row_bytes, int n_rows, int64_t n, uint8_t* group) {
   auto* out = reinterpret_cast<PackedQ8_1*>(group);
   for (int64_t ib = 0; ib < n / kQK; ++ib) {
     PackedQ8_1& o = out[ib];
-    for (int p = 0; p < kPairs; ++p) {
-      for (int h = 0; h < 2; ++h) {
-        const BlockQ8_1& b = reinterpret_cast<const BlockQ8_1*>(x + RowOf(p, h, n_rows) * x_row_bytes)[ib];
-        std::memcpy(o.qs[p] + 32 * h, b.qs, 32);
-        for (int l = 0; l < 8; ++l) o.d[p][8 * h + l] = F16(b.d);
-      }
-    }
+    PackPairs<BlockQ8_1>(x, x_row_bytes, n_rows, ib, o);
     for (int r = 0; r < 8; ++r) {
       o.s[r] = F16(reinterpret_cast<const BlockQ8_1*>(x + (r < n_rows ? r : n_rows - 1) * x_row_bytes)[ib].s);
       o.pad[r] = 0.0f;
@@ -67,16 +74,7 @@ void PackQ8_1(const uint8_t* x, size_t x_row_bytes, int n_rows, int64_t n, uint8
 
 void PackQ8_0(const uint8_t* x, size_t x_row_bytes, int n_rows, int64_t n, uint8_t* group) {
   auto* out = reinterpret_cast<PackedQ8_0*>(group);
-  for (int64_t ib = 0; ib < n / kQK; ++ib) {
-    PackedQ8_0& o = out[ib];
-    for (int p = 0; p < kPairs; ++p) {
-      for (int h = 0; h < 2; ++h) {
-        const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + RowOf(p, h, n_rows) * x_row_bytes)[ib];
-        std::memcpy(o.qs[p] + 32 * h, b.qs, 32);
-        for (int l = 0; l < 8; ++l) o.d[p][8 * h + l] = F16(b.d);
-      }
-    }
-  }
+  for (int64_t ib = 0; ib < n / kQK; ++ib) PackPairs<BlockQ8_0>(x, x_row_bytes, n_rows, ib, out[ib]);
 }
 
 // Writes the results of the first n_rows rows of a group.
