@@ -230,6 +230,11 @@ class Contemplation::Runner {
       absl::StatusOr<std::vector<int32_t>> ids = ChatPromptIds(
           client_, WithRole(AgentMessages(o_.messages, no_role, o_.answer_format), spec.role_prompt));
       if (!ids.ok()) return ids.status();
+      if (o_.max_prompt_tokens > 0 && static_cast<int>(ids->size()) > o_.max_prompt_tokens) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("prompt is ", ids->size(), " tokens after the chat template; the limit is ",
+                         "max_prompt_tokens=", o_.max_prompt_tokens));
+      }
       if (static_cast<int>(ids->size()) + 2 > context) {
         return absl::InvalidArgumentError(absl::StrCat(
             "the prompt is ", ids->size(), " tokens; the model's context of ", context,

@@ -73,6 +73,9 @@ struct ContemplateOptions {
   std::optional<ConfidenceStopOptions> confidence;  // absent: off
   int confidence_window = 2048;  // tokens in each agent's sliding confidence mean
   int aggregator_max_tokens = 512;  // the synthesis pass
+  // Longest agent prompt accepted, in tokens after the chat template (and
+  // the role prompt); 0: only the model's context limits it.
+  int max_prompt_tokens = 0;
   bool stream_agent_text = false;
   uint64_t cache_salt = 0;
 };

@@ -261,6 +261,7 @@ absl::StatusOr<orchestrator::ContemplateOptions> ToContemplateOptions(
   o.aggregator = FromProto(request.aggregator());
   o.confidence_eta = request.has_confidence_eta() ? request.confidence_eta() : kDefaultConfidenceEta;
   o.stream_agent_text = request.stream_agent_text();
+  o.max_prompt_tokens = limits.max_prompt_tokens;
   const v1::ConsensusStopping& consensus = request.stopping().consensus();
   if (consensus.enabled()) {
     o.consensus = orchestrator::ConsensusStopOptions{

@@ -351,6 +351,18 @@ TEST_F(GrpcServerTest, ContemplateRejectsTooManyAgentsNamingTheLimit) {
   EXPECT_TRUE(c.events.empty());
 }
 
+TEST_F(GrpcServerTest, ContemplateRejectsAPromptOverTheLimitBeforeAnyAgentStarts) {
+  v1::ContemplateRequest r = Contemplation(2, v1::AGGREGATOR_MAJORITY);
+  std::string long_question;
+  for (int i = 0; i < 600; ++i) long_question += "word ";
+  r.mutable_messages(0)->set_content(long_question);
+  const ContemplateCall c = Contemplate(*stub_, r);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(c.status.error_message(), HasSubstr(absl::StrCat("max_prompt_tokens=", kMaxPromptTokens)));
+  EXPECT_TRUE(c.events.empty());
+  ExpectEngineIdleWithNoBlocksInUse();
+}
+
 TEST_F(GrpcServerTest, ContemplateStreamsAgentsThenOneFinalAnswerForEveryAggregator) {
   for (v1::Aggregator aggregator : {v1::AGGREGATOR_MAJORITY, v1::AGGREGATOR_CONFIDENCE,
                                     v1::AGGREGATOR_VERIFIER, v1::AGGREGATOR_SYNTHESIS}) {
