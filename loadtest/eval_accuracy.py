@@ -4,6 +4,8 @@ server in each mode, printing one JSON object.
 
 Configurations (--configs, comma-separated):
   instant      Generate, MODE_INSTANT, greedy: one answer per question
+  single       Contemplate with one greedy agent: N=1 on the same prompt and
+               extraction path as the N-agent configs
   majority     Contemplate, N agents, AGGREGATOR_MAJORITY
   confidence   Contemplate, AGGREGATOR_CONFIDENCE (DeepConf-style weighted vote)
   verifier     Contemplate, AGGREGATOR_VERIFIER (P("Yes") judging pass)
@@ -86,14 +88,14 @@ class Runner:
         return {"answer": answer, "extracted": answer is not None, "generated": generated,
                 "aggregator_tokens": 0, "saved": 0, "stopped": 0}
 
-    def contemplate(self, i, question, aggregator, stopping):
+    def contemplate(self, i, question, aggregator, stopping, agents=None, temperature=None):
         pb = self.api.pb
         req = pb.ContemplateRequest(
             messages=[pb.ChatMessage(role=pb.ROLE_USER, content=question)],
-            agents=self.args.agents,
+            agents=agents or self.args.agents,
             aggregator=aggregator,
-            answer_format=pb.ANSWER_FORMAT_GSM8K,
-            temperature=self.args.temperature,
+            answer_format=getattr(pb, "ANSWER_FORMAT_" + self.args.answer_format.upper()),
+            temperature=self.args.temperature if temperature is None else temperature,
             seed=1000 + i,
             max_tokens=self.args.max_tokens)
         if stopping == "consensus":
@@ -132,6 +134,9 @@ def main():
     ap.add_argument("--server", help="HOST:PORT of a running server (else one is started)")
     ap.add_argument("--model", default=str(conclave_api.DEFAULT_MODEL))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--answer-format", choices=["gsm8k", "auto"], default="gsm8k",
+                    help="extraction of the Contemplate configs (auto: gsm8k, boxed, "
+                         "\"Answer:\" line, then the last number)")
     args = ap.parse_args()
 
     problems = [json.loads(line) for line in open(args.data) if line.strip()][:args.limit]
@@ -148,6 +153,7 @@ def main():
     pb = api.pb
     configs = {
         "instant": lambda i, q: runner.instant(i, q),
+        "single": lambda i, q: runner.contemplate(i, q, pb.AGGREGATOR_MAJORITY, None, 1, 0.0),
         "majority": lambda i, q: runner.contemplate(i, q, pb.AGGREGATOR_MAJORITY, None),
         "confidence": lambda i, q: runner.contemplate(i, q, pb.AGGREGATOR_CONFIDENCE, None),
         "verifier": lambda i, q: runner.contemplate(i, q, pb.AGGREGATOR_VERIFIER, None),
@@ -189,7 +195,9 @@ def main():
         channel.close()
         if server is not None:
             server.stop()
-    print(json.dumps({"data": pathlib.Path(args.data).name, "agents": args.agents,
+    print(json.dumps({"model": pathlib.Path(args.model).stem,
+                      "data": pathlib.Path(args.data).name, "agents": args.agents,
+                      "answer_format": args.answer_format,
                       "max_tokens": args.max_tokens, "temperature": args.temperature,
                       "concurrency": args.concurrency, "results": results}, indent=2))
 
