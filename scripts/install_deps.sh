@@ -10,21 +10,29 @@
 #   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
 #                          the gRPC API (proto/, server/)
 #   prometheus-cpp-dev     metrics exposer
+#   libssl-dev             OpenSSL's libcrypto: random API keys, SHA-256 of
+#                          their secrets, constant-time compare (server/auth/)
+#   nlohmann-json3-dev     the API key store file (header-only JSON with a
+#                          strict UTF-8 parser; server/auth/)
+#   prometheus             a real Prometheus server (and promtool) for the metrics
+#                          integration test and the deploy/ config and rule checks
 #   python3-venv           the test venv
 # Python (in .venv): llama-cpp-python (the llama.cpp peer for token and logit
 # parity, built from source by pip), numpy, pytest; grpcio, grpcio-tools
 # (protoc for the Python stubs the API tests generate), grpcio-health-checking
 # and grpcio-reflection (clients of the server's health and reflection
-# services), with the protobuf runtime grpcio-tools needs.
+# services), with the protobuf runtime grpcio-tools needs; pyyaml (the
+# deploy/ tests read alert rules and Kubernetes manifests).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config libabsl-dev
   libspdlog-dev libgtest-dev libgmock-dev libgrpc++-dev protobuf-compiler
-  protobuf-compiler-grpc libprotobuf-dev prometheus-cpp-dev python3-venv unzip)
+  protobuf-compiler-grpc libprotobuf-dev prometheus-cpp-dev libssl-dev nlohmann-json3-dev
+  prometheus python3-venv unzip)
 PY_PACKAGES=(numpy==2.3.5 pytest==8.4.2 llama-cpp-python==0.3.36
   grpcio==1.76.0 grpcio-tools==1.76.0 grpcio-health-checking==1.76.0
-  grpcio-reflection==1.76.0 protobuf==6.33.6)
+  grpcio-reflection==1.76.0 protobuf==6.33.6 pyyaml==6.0.3)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -34,6 +42,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package starts a system Prometheus (:9090) and node exporter (:9100)
+  # where systemd runs; the tests start their own on free ports, so a
+  # service installed just now for them is stopped and disabled again.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ "${CONCLAVE_SKIP_PYTHON:-0}" != 1 ]; then
@@ -41,7 +55,7 @@ if [ "${CONCLAVE_SKIP_PYTHON:-0}" != 1 ]; then
     log "creating Python venv at $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import llama_cpp, numpy, pytest, grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import llama_cpp, numpy, pytest, grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, yaml" 2>/dev/null; then
     log "installing Python test packages (llama-cpp-python builds llama.cpp: a few minutes)"
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
   fi

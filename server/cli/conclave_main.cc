@@ -16,6 +16,9 @@
 //            [--thinking-budget N] [--max-tokens N] [--roles R1,R2]
 //            [--stream-agent-text] [--json] "question"
 //       Prints the agents' progress and the final answer.
+//   keys issue|revoke|list --store FILE ...
+//       Manages the server's API key store (cli/keys_command.h); needs no
+//       server.
 //
 // "-" as the prompt reads it from stdin. --json prints one JSON object per
 // streamed message (proto3 JSON, field names as in conclave.proto).
@@ -44,6 +47,7 @@
 #include "engine/tools/dash_flags.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "server/cli/keys_command.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "address of conclave-server (host:port)");
 ABSL_FLAG(double, timeout, 0, "deadline of the call in seconds (0: none)");
@@ -362,20 +366,26 @@ std::optional<std::string> PromptArg(const std::vector<char*>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "conclave [--server HOST:PORT] [--timeout S] generate|models|contemplate [flags] [PROMPT]\n"
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "conclave [--server HOST:PORT] [--timeout S] generate|models|contemplate|keys [flags] "
+      "[PROMPT]\n"
       "  generate [--mode instant|thinking] [--thinking-budget N] [--max-tokens N]\n"
       "           [--temperature T] [--top-p P] [--seed S] [--logprobs N] [--system TEXT]\n"
       "           [--json] \"prompt\"\n"
       "  models [--json]\n"
       "  contemplate [--agents N] [--aggregator A] [--answer-format F] [--temperature T]\n"
       "           [--temperature-spread S] [--seed S] [--thinking-budget N] [--max-tokens N]\n"
-      "           [--roles R1,R2] [--stream-agent-text] [--json] \"question\"");
+      "           [--roles R1,R2] [--stream-agent-text] [--json] \"question\"\n",
+      conclave::server::KeysUsage()));
   std::vector<std::string> flag_storage;
   conclave::tools::NormalizeFlagNames(argc, argv, flag_storage);
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() < 2) return UsageError("no command; use generate, models or contemplate");
+  if (args.size() < 2) return UsageError("no command; use generate, models, contemplate or keys");
   const std::string command = args[1];
+  if (command == "keys") {
+    return conclave::server::RunKeysCommand(std::vector<std::string>(args.begin() + 2, args.end()),
+                                            absl::GetFlag(FLAGS_json));
+  }
 
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
@@ -392,5 +402,5 @@ int main(int argc, char** argv) {
     return command == "generate" ? Generate(*stub, *prompt) : Contemplate(*stub, *prompt);
   }
   return UsageError(absl::StrCat("unknown command \"", command,
-                                 "\"; use generate, models or contemplate"));
+                                 "\"; use generate, models, contemplate or keys"));
 }
