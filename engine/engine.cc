@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/sampling/confidence_window.h"
 #include "engine/sampling/stop_checker.h"
 #include "kernels/check.h"
@@ -24,8 +26,22 @@ struct Engine::RequestState {
   std::vector<bool> abort_after_fork;                       // [n]
   int num_finished = 0;
   bool usage_counted_cache = false;
+  absl::Time submitted_at;
+  bool left_queue = false;  // usage.queue_time is final
   RequestUsage usage;
 };
+
+namespace {
+
+// Ends the request's queue time at `now` (the first step that runs it, or
+// its end if it never ran); later calls change nothing.
+void LeaveQueue(absl::Time now, absl::Time submitted_at, bool& left_queue, RequestUsage& usage) {
+  if (left_queue) return;
+  usage.queue_time = now - submitted_at;
+  left_queue = true;
+}
+
+}  // namespace
 
 struct Engine::Command {
   enum class Kind { kSubmit, kAbort, kAbortSequence } kind;
@@ -136,6 +152,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(EngineRequest requ
   const int64_t id = next_request_id_.fetch_add(1);
   auto state = std::make_unique<RequestState>();
   state->id = id;
+  state->submitted_at = absl::Now();
   state->stream = std::make_shared<RequestStream>(id, [this](int64_t rid) { Abort(rid); });
   const int n = request.n;
   for (int i = 0; i < n; ++i) {
@@ -224,6 +241,7 @@ void Engine::HandleCommands(std::deque<Command>& commands) {
           waiting_groups_ = scheduler_.stats().waiting_groups;
         }
         if (!s.ok()) {
+          LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
           st.stream->Close(s, st.usage);
           break;
         }
@@ -263,6 +281,7 @@ void Engine::AbortRequest(int64_t request_id) {
   auto it = requests_.find(request_id);
   if (it == requests_.end()) return;
   RequestState& st = *it->second;
+  LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
   scheduler_.AbortGroup(request_id);
   for (int i = 0; i < st.request.n; ++i) {
     if (st.finished[i]) continue;
@@ -287,6 +306,7 @@ void Engine::FailAll(const absl::Status& status) {
   for (const auto& [id, st] : requests_) ids.push_back(id);
   for (int64_t id : ids) {
     RequestState& st = *requests_[id];
+    LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
     scheduler_.AbortGroup(id);
     for (int i = 0; i < st.request.n; ++i) {
       if (st.finished[i]) continue;
@@ -309,6 +329,7 @@ void Engine::Step() {
   step_tokens_.clear();
   kernels::StepBatch batch;
   int n_logits = 0;
+  const absl::Time now = absl::Now();
   for (const ScheduledSequence& s : step.scheduled) {
     const Sequence& seq = *s.seq;
     kernels::SequenceStep ss;
@@ -325,7 +346,13 @@ void Engine::Step() {
     batch.sequences.push_back(ss);
     if (s.want_logits) ++n_logits;
     if (seq.num_computed < seq.prompt_len) {
+      // A request's first step is always a prefill chunk (at least its last
+      // prompt token is computed), so its queue time ends here.
       auto it = requests_.find(seq.group_id);
+      if (it != requests_.end()) {
+        RequestState& st = *it->second;
+        LeaveQueue(now, st.submitted_at, st.left_queue, st.usage);
+      }
       if (it != requests_.end() && !it->second->usage_counted_cache && seq.index == 0 &&
           seq.num_preemptions == 0) {
         it->second->usage.cached_prompt_tokens = seq.num_computed;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "engine/sampling/sampler.h"
 
 namespace conclave::engine {
@@ -57,6 +58,9 @@ struct RequestUsage {
   int prompt_tokens = 0;
   int cached_prompt_tokens = 0;  // prompt tokens taken from the prefix cache
   int generated_tokens = 0;      // over all sequences
+  // How long the request waited between Submit and the first step that ran
+  // any of its tokens (or, if it never ran, until it ended). Zero until then.
+  absl::Duration queue_time = absl::ZeroDuration();
 };
 
 // Everything that arrived since the caller last asked, in order.

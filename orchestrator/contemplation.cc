@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/sampling/confidence_window.h"
 #include "orchestrator/aggregate/verifier_score.h"
@@ -160,6 +161,11 @@ bool Contemplation::cancelled() {
   return cancelled_;
 }
 
+ContemplateUsage Contemplation::usage() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return usage_;
+}
+
 void Contemplation::Cancel() {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
@@ -173,6 +179,17 @@ class Contemplation::Runner {
       : owner_(owner), client_(owner.client_), o_(options), sink_(sink) {}
 
   ~Runner() {
+    // What was spent, whether the run succeeded or not (Contemplation::usage).
+    ContemplateUsage spent;
+    for (const Stream& s : streams_) {
+      spent.prompt_tokens += s.usage.prompt_tokens;
+      spent.cached_prompt_tokens += s.usage.cached_prompt_tokens;
+      (s.aggregator ? spent.aggregator_tokens : spent.agent_tokens) += s.usage.generated_tokens;
+    }
+    {
+      std::lock_guard<std::mutex> lock(owner_.mu_);
+      owner_.usage_ = spent;
+    }
     // Whatever is still running (an error path) is aborted.
     for (Stream& s : streams_) {
       if (!s.done) s.stream->Cancel();
@@ -612,6 +629,7 @@ class Contemplation::Runner {
     }
     if (candidates.empty()) kind = AggregatorKind::kMajority;  // nothing to read: no answer
     r.aggregator = kind;
+    const absl::Time aggregation_start = absl::Now();
     switch (kind) {
       case AggregatorKind::kAuto:
       case AggregatorKind::kMajority: {
@@ -633,6 +651,7 @@ class Contemplation::Runner {
         break;
       }
     }
+    r.aggregation_time = absl::Now() - aggregation_start;
     Finish(r);
     return r;
   }
@@ -749,6 +768,7 @@ class Contemplation::Runner {
   }
 
   void Finish(ContemplateResult& r) {
+    if (!streams_.empty()) r.usage.queue_time = streams_.front().usage.queue_time;
     for (const Stream& s : streams_) {
       r.usage.prompt_tokens += s.usage.prompt_tokens;
       r.usage.cached_prompt_tokens += s.usage.cached_prompt_tokens;

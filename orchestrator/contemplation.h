@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
 #include "engine/tokenizer/chat_template.h"
@@ -115,6 +116,9 @@ struct ContemplateUsage {
   // For every stopped agent: the finished agents' mean length minus what it
   // had generated (0 when none finished).
   int saved_tokens_estimate = 0;
+  // How long the agents' first engine request waited in the engine's queue
+  // before its first step (RequestUsage::queue_time).
+  absl::Duration queue_time = absl::ZeroDuration();
   int generated_tokens() const { return agent_tokens + aggregator_tokens; }
 };
 
@@ -141,6 +145,9 @@ struct ContemplateResult {
   double confidence = 0.0;  // the aggregator's confidence, [0, 1]
   std::vector<AgentOutcome> agents;
   ContemplateUsage usage;
+  // Wall time of the aggregation step, after the last agent ended (a vote
+  // takes microseconds; the verifier and synthesis run engine passes).
+  absl::Duration aggregation_time = absl::ZeroDuration();
 };
 
 class Contemplation {
@@ -161,6 +168,12 @@ class Contemplation {
   // (idempotent; any thread, any time).
   void Cancel();
 
+  // What the last Run's engine requests used, as far as it had read their
+  // streams when it returned: the result's token counts after a success,
+  // and what was spent before an error or Cancel (per-key accounting).
+  // Zeros before the first Run.
+  ContemplateUsage usage();
+
  private:
   struct Agent;
   struct Stream;
@@ -170,6 +183,7 @@ class Contemplation {
   std::mutex mu_;  // guards cancelled_ and streams_
   bool cancelled_ = false;
   std::vector<std::shared_ptr<engine::RequestStream>> streams_;  // every stream submitted
+  ContemplateUsage usage_;  // guarded by mu_; set when a Run ends
 
   friend class Runner;
   // Submits `request` unless cancelled (CANCELLED then), and remembers its

@@ -22,6 +22,7 @@ void AddUsage(engine::RequestUsage& total, const engine::RequestUsage& more) {
   total.prompt_tokens += more.prompt_tokens;
   total.cached_prompt_tokens += more.cached_prompt_tokens;
   total.generated_tokens += more.generated_tokens;
+  total.queue_time += more.queue_time;  // the phases wait one after the other
 }
 
 }  // namespace

@@ -74,7 +74,8 @@ struct ThinkingResult {
   ThinkingEnd thinking_end = ThinkingEnd::kBudget;
   int thinking_tokens = 0;
   int answer_tokens = 0;
-  // Summed over the (one or two) engine requests.
+  // Summed over the (one or two) engine requests (queue_time too: the
+  // phases run one after the other).
   engine::RequestUsage usage;
 };
 

@@ -3,6 +3,8 @@
 #include "conclave/v1/conclave.grpc.pb.h"
 #include "server/contemplate_service.h"
 #include "server/generate_reactor.h"
+#include "server/grpc_auth.h"
+#include "server/status_map.h"
 
 namespace conclave::server {
 namespace {
@@ -24,6 +26,13 @@ class ConclaveService final : public v1::Conclave::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* /*request*/,
                                        v1::ListModelsResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    // A valid key is needed, but listing is not charged to its quotas.
+    if (absl::StatusOr<Caller> caller = AuthenticateCall(service_.access(), *context);
+        !caller.ok()) {
+      reactor->Finish(ToGrpcStatus(caller.status()));
+      return reactor;
+    }
     const ModelInfo& m = service_.model();
     v1::ModelInfo* info = response->add_models();
     info->set_id(m.id);
@@ -33,7 +42,6 @@ class ConclaveService final : public v1::Conclave::CallbackService {
     info->set_max_agents(service_.limits().max_agents);
     info->set_chat_format(m.chat_format);
     info->set_quantization(m.quantization);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

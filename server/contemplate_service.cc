@@ -11,6 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/access_control.h"
+#include "server/grpc_auth.h"
+#include "server/metrics/server_metrics.h"
 #include "server/proto_convert.h"
 #include "server/status_map.h"
 #include "server/streaming_reactor.h"
@@ -71,6 +74,23 @@ v1::AgentStopped::Reason ToProto(orchestrator::StopReason r) {
   return v1::AgentStopped::REASON_UNSPECIFIED;
 }
 
+// What a run asks of its key's quotas. The token estimate is
+// EstimateTokens': prompt bytes / 4, once per distinct agent prompt (one
+// without roles, as all agents share one request then), plus every agent's
+// max_tokens; aggregator passes and forced answers are charged at the end.
+auth::AdmissionRequest AdmissionOf(const orchestrator::ContemplateOptions& o) {
+  int64_t prompt_bytes = 0;
+  for (const engine::ChatMessage& m : o.messages) {
+    prompt_bytes += static_cast<int64_t>(m.content.size());
+  }
+  auth::AdmissionRequest a;
+  a.agents = o.agents;
+  a.thinking_budget = o.thinking_budget;
+  a.estimated_tokens = EstimateTokens(prompt_bytes, o.max_prompt_tokens,
+                                      o.roles.empty() ? 1 : o.agents, o.agents, o.max_tokens);
+  return a;
+}
+
 class ContemplateReactor final : public StreamingReactor<v1::ContemplateEvent> {
  public:
   ContemplateReactor(ServiceContext& service, grpc::CallbackServerContext* context,
@@ -80,6 +100,13 @@ class ContemplateReactor final : public StreamingReactor<v1::ContemplateEvent> {
         request_id_(service.NextRequestId()),
         start_(absl::Now()),
         contemplation_(service.client()) {
+    // The key first: nothing of the request is looked at for an unknown caller.
+    absl::StatusOr<Caller> caller = AuthenticateCall(service.access(), *context);
+    if (!caller.ok()) {
+      EndEarly(caller.status());
+      return;
+    }
+    caller_.emplace(*std::move(caller));
     absl::Status status = ValidateContemplateRequest(request, service.limits());
     if (status.ok()) {
       absl::StatusOr<orchestrator::ContemplateOptions> o =
@@ -87,13 +114,19 @@ class ContemplateReactor final : public StreamingReactor<v1::ContemplateEvent> {
       status = o.status();
       if (o.ok()) options_ = *std::move(o);
     }
+    if (status.ok()) status = caller_->Admit(AdmissionOf(options_));
     if (!status.ok()) {
-      Log(ToGrpcStatus(status), nullptr);
-      FinishNow(status);
+      EndEarly(status);
       return;
     }
+    // Every engine request of the run (agents, forced answers, verifier and
+    // synthesis passes) reuses only blocks cached under the caller's key.
+    options_.cache_salt = caller_->cache_salt();
     if (absl::Status s = StartWork(service.threads(), [this] { Work(); }); !s.ok()) {
+      // StartWork has finished the call.
       Log(ToGrpcStatus(s), nullptr);
+      Record(ToGrpcStatus(s), nullptr);
+      caller_->Finish(s.code(), {});
     }
   }
 
@@ -118,7 +151,21 @@ class ContemplateReactor final : public StreamingReactor<v1::ContemplateEvent> {
       last = FinalEvent(*result);
     }
     Log(status, result.ok() ? &*result : nullptr);
+    Record(status, result.ok() ? &*result : nullptr);
+    // What the run spent, also when it failed or was cancelled.
+    const orchestrator::ContemplateUsage spent = contemplation_.usage();
+    caller_->Finish(static_cast<absl::StatusCode>(status.error_code()),
+                    {spent.prompt_tokens, spent.generated_tokens(), spent.agent_tokens});
     Complete(status, std::move(last));
+  }
+
+  // Ends a call that never ran (see GenerateReactor::EndEarly).
+  void EndEarly(const absl::Status& status) {
+    Log(ToGrpcStatus(status), nullptr);
+    Record(ToGrpcStatus(status), nullptr);
+    if (caller_.has_value()) caller_->Finish(status.code(), {});
+    AddRetryAfterTrailer(*context_, status);
+    FinishNow(status);
   }
 
   void OnEvent(const ContemplateEvent& e) {
@@ -211,26 +258,46 @@ class ContemplateReactor final : public StreamingReactor<v1::ContemplateEvent> {
         absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
     const std::string error =
         status.ok() ? "" : absl::StrCat(" error=\"", status.error_message(), "\"");
+    // The key's public id only (never the secret); none in open mode.
+    const std::string key = caller_.has_value() && !caller_->open_mode()
+                                ? absl::StrCat(" key=", caller_->key_id())
+                                : "";
     if (r == nullptr) {
-      spdlog::info("contemplate id={} status={} duration_ms={:.1f}{}", request_id_, code, ms,
-                   error);
+      spdlog::info("contemplate id={}{} status={} duration_ms={:.1f}{}", request_id_, key, code,
+                   ms, error);
       return;
     }
     int stopped = 0;
     for (const orchestrator::AgentOutcome& a : r->agents) stopped += a.stopped.has_value();
     spdlog::info(
-        "contemplate id={} status={} agents={} stopped={} aggregator={} prompt_tokens={} "
+        "contemplate id={}{} status={} agents={} stopped={} aggregator={} prompt_tokens={} "
         "cached_prompt_tokens={} agent_tokens={} aggregator_tokens={} support={:.2f} "
         "duration_ms={:.1f}",
-        request_id_, code, r->agents.size(), stopped, orchestrator::AggregatorName(r->aggregator),
+        request_id_, key, code, r->agents.size(), stopped, orchestrator::AggregatorName(r->aggregator),
         r->usage.prompt_tokens, r->usage.cached_prompt_tokens, r->usage.agent_tokens,
         r->usage.aggregator_tokens, r->support, ms);
+  }
+
+  // The call's end, for ServerMetrics (once per call, as Log).
+  void Record(const grpc::Status& status, const ContemplateResult* r) const {
+    RequestRecord record;
+    record.mode = RequestMode::kContemplating;
+    record.code = static_cast<absl::StatusCode>(status.error_code());
+    record.latency = absl::Now() - start_;
+    if (r != nullptr) {
+      record.usage = RequestRecord::Usage{r->usage.prompt_tokens, r->usage.generated_tokens(),
+                                          r->usage.queue_time};
+      record.has_answer = r->has_answer;
+      if (status.ok()) service_.metrics().OnContemplation(*r);
+    }
+    service_.metrics().OnRequestFinished(record);
   }
 
   ServiceContext& service_;
   grpc::CallbackServerContext* const context_;  // valid until OnDone
   const std::string request_id_;
   const absl::Time start_;
+  std::optional<Caller> caller_;  // null when authentication failed
   orchestrator::ContemplateOptions options_;
   orchestrator::Contemplation contemplation_;
 };

@@ -8,8 +8,12 @@
 namespace conclave::server {
 
 GenerateJob::GenerateJob(orchestrator::EngineClient& client, GeneratePlan plan,
-                         RequestLimits limits, uint64_t seed)
-    : client_(client), plan_(std::move(plan)), limits_(std::move(limits)), thinking_(client) {
+                         RequestLimits limits, uint64_t seed, uint64_t cache_salt)
+    : client_(client),
+      plan_(std::move(plan)),
+      limits_(std::move(limits)),
+      cache_salt_(cache_salt),
+      thinking_(client) {
   if (!plan_.seed_given) plan_.sampling.seed = seed;
 }
 
@@ -65,6 +69,7 @@ absl::StatusOr<GenerateOutcome> GenerateJob::RunInstant(std::vector<int32_t> pro
   request.sampling = {plan_.sampling};
   request.max_tokens = max_tokens;
   request.stop = plan_.stop;
+  request.cache_salt = cache_salt_;
   absl::StatusOr<std::shared_ptr<engine::RequestStream>> submitted =
       client_.Submit(std::move(request));
   if (!submitted.ok()) return submitted.status();
@@ -107,6 +112,7 @@ absl::StatusOr<GenerateOutcome> GenerateJob::RunThinking(std::vector<int32_t> pr
   request.max_tokens = budget.max_tokens;
   request.thinking_budget = budget.thinking_budget;
   request.stop = plan_.stop;
+  request.cache_salt = cache_salt_;
   absl::StatusOr<orchestrator::ThinkingResult> result = thinking_.Run(
       request, [&](orchestrator::ThinkingSegment segment, const engine::SequenceDelta& d) {
         NoteTokens(d.tokens.size());

@@ -50,8 +50,10 @@ class GenerateJob {
   using Sink = std::function<void(GenerateChunk)>;
 
   // `client` must outlive the job. `seed` is used when the plan has none.
+  // Every engine request of the job gets `cache_salt` (the caller's API
+  // key's, AccessControl), so it reuses only blocks cached under that key.
   GenerateJob(orchestrator::EngineClient& client, GeneratePlan plan, RequestLimits limits,
-              uint64_t seed);
+              uint64_t seed, uint64_t cache_salt = 0);
   GenerateJob(const GenerateJob&) = delete;
   GenerateJob& operator=(const GenerateJob&) = delete;
 
@@ -75,6 +77,7 @@ class GenerateJob {
   orchestrator::EngineClient& client_;
   GeneratePlan plan_;  // plan_.sampling.seed is the seed used
   const RequestLimits limits_;
+  const uint64_t cache_salt_;
   absl::Time first_token_at_ = absl::InfinitePast();  // touched only by Run's thread
   orchestrator::ThinkingGenerator thinking_;
 

@@ -1,9 +1,11 @@
 #include "server/generate_reactor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/grpc_auth.h"
 #include "server/proto_convert.h"
 #include "server/status_map.h"
 #include "spdlog/spdlog.h"
@@ -42,6 +44,48 @@ void AppendTo(v1::GenerateDelta& delta, const GenerateChunk& chunk,
 
 double Millis(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
+RequestMode ModeAskedFor(v1::Mode mode) {
+  switch (mode) {
+    case v1::MODE_THINKING: return RequestMode::kThinking;
+    case v1::MODE_CONTEMPLATING: return RequestMode::kContemplating;  // refused by Generate
+    default: return RequestMode::kInstant;
+  }
+}
+
+// What the plan asks of its key's quotas. The token estimate is
+// EstimateTokens': prompt bytes / 4 (prefilled twice in thinking mode) plus
+// max_tokens, defaulted as ResolveTokenBudget does before it knows the
+// prompt's length (so never below what it will resolve to).
+auth::AdmissionRequest AdmissionOf(const GeneratePlan& plan, const RequestLimits& limits) {
+  const bool thinking = plan.mode == GenerateMode::kThinking;
+  int max_tokens = 0;
+  if (plan.max_tokens.has_value()) {
+    max_tokens = *plan.max_tokens;
+  } else {
+    int wanted = thinking ? kDefaultThinkingMaxTokens : kDefaultInstantMaxTokens;
+    if (plan.thinking_budget.has_value()) wanted = std::max(wanted, *plan.thinking_budget + 256);
+    max_tokens = std::min(wanted, limits.max_tokens_limit);
+  }
+  int64_t prompt_bytes = 0;
+  if (plan.raw_prompt.has_value()) {
+    prompt_bytes = static_cast<int64_t>(plan.raw_prompt->size());
+  } else {
+    for (const engine::ChatMessage& m : plan.messages) {
+      prompt_bytes += static_cast<int64_t>(m.content.size());
+    }
+  }
+  auth::AdmissionRequest a;
+  a.agents = 1;
+  if (thinking) {
+    a.thinking_budget = plan.thinking_budget.has_value()
+                            ? *plan.thinking_budget
+                            : std::clamp(max_tokens * 3 / 4, 1, std::max(1, max_tokens - 1));
+  }
+  a.estimated_tokens =
+      EstimateTokens(prompt_bytes, limits.max_prompt_tokens, thinking ? 2 : 1, 1, max_tokens);
+  return a;
+}
+
 }  // namespace
 
 GenerateReactor::GenerateReactor(ServiceContext& service, grpc::CallbackServerContext* context,
@@ -49,20 +93,43 @@ GenerateReactor::GenerateReactor(ServiceContext& service, grpc::CallbackServerCo
     : service_(service),
       context_(context),
       request_id_(service.NextRequestId()),
-      start_(absl::Now()) {
+      start_(absl::Now()),
+      metrics_mode_(ModeAskedFor(request.mode())),
+      token_timer_(start_) {
+  // The key first: nothing of the request is looked at for an unknown caller.
+  absl::StatusOr<Caller> caller = AuthenticateCall(service.access(), *context);
+  if (!caller.ok()) {
+    EndEarly(caller.status());
+    return;
+  }
+  caller_.emplace(*std::move(caller));
   absl::StatusOr<GeneratePlan> plan = ValidateGenerateRequest(request, service.limits());
   if (!plan.ok()) {
-    Log(ToGrpcStatus(plan.status()), nullptr);
-    FinishNow(plan.status());
+    EndEarly(plan.status());
     return;
   }
   mode_ = plan->mode;
   logprobs_ = plan->sampling.logprobs;
-  job_ = std::make_unique<GenerateJob>(service.client(), *std::move(plan), service.limits(),
-                                       service.DrawSeed());
-  if (absl::Status s = StartWork(service.threads(), [this] { Work(); }); !s.ok()) {
-    Log(ToGrpcStatus(s), nullptr);
+  if (absl::Status s = caller_->Admit(AdmissionOf(*plan, service.limits())); !s.ok()) {
+    EndEarly(s);
+    return;
   }
+  job_ = std::make_unique<GenerateJob>(service.client(), *std::move(plan), service.limits(),
+                                       service.DrawSeed(), caller_->cache_salt());
+  if (absl::Status s = StartWork(service.threads(), [this] { Work(); }); !s.ok()) {
+    // StartWork has finished the call.
+    Log(ToGrpcStatus(s), nullptr);
+    Record(ToGrpcStatus(s), nullptr);
+    caller_->Finish(s.code(), {});
+  }
+}
+
+void GenerateReactor::EndEarly(const absl::Status& status) {
+  Log(ToGrpcStatus(status), nullptr);
+  Record(ToGrpcStatus(status), nullptr);
+  if (caller_.has_value()) caller_->Finish(status.code(), {});
+  AddRetryAfterTrailer(*context_, status);
+  FinishNow(status);
 }
 
 void GenerateReactor::CancelWork() {
@@ -76,6 +143,8 @@ void GenerateReactor::Work() {
 }
 
 void GenerateReactor::Append(GenerateChunk chunk) {
+  service_.metrics().OnTokens(
+      metrics_mode_, token_timer_.OnTokens(static_cast<int>(chunk.tokens.size()), absl::Now()));
   const engine::Tokenizer& tokenizer = service_.client().tokenizer();
   const v1::Segment segment = chunk.thinking ? v1::SEGMENT_THINKING : v1::SEGMENT_ANSWER;
   Emit([&](std::deque<v1::GenerateResponse>& outbox) {
@@ -117,6 +186,15 @@ void GenerateReactor::Conclude(const absl::StatusOr<GenerateOutcome>& outcome) {
     f->set_request_id(request_id_);
   }
   Log(status, outcome.ok() ? &*outcome : nullptr);
+  Record(status, outcome.ok() ? &*outcome : nullptr);
+  // What the call used, cancelled or not (a failed job reports nothing).
+  auth::TokenUsage used;
+  if (outcome.ok()) {
+    used.prompt_tokens = outcome->usage.prompt_tokens;
+    used.generated_tokens = outcome->usage.generated_tokens;
+    used.agent_tokens = outcome->usage.generated_tokens;
+  }
+  caller_->Finish(static_cast<absl::StatusCode>(status.error_code()), used);
   Complete(status, std::move(final_message));
 }
 
@@ -131,18 +209,36 @@ void GenerateReactor::Log(const grpc::Status& status, const GenerateOutcome* out
   const std::string code =
       absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
   const std::string error = status.ok() ? "" : absl::StrCat(" error=\"", status.error_message(), "\"");
+  // The key's public id only (never the secret); none in open mode.
+  const std::string key =
+      caller_.has_value() && !caller_->open_mode() ? absl::StrCat(" key=", caller_->key_id()) : "";
   if (outcome == nullptr) {
-    spdlog::info("generate id={} mode={} status={} duration_ms={:.1f}{}", request_id_,
+    spdlog::info("generate id={}{} mode={} status={} duration_ms={:.1f}{}", request_id_, key,
                  GenerateModeName(mode_), code, total_ms, error);
     return;
   }
   spdlog::info(
-      "generate id={} mode={} status={} finish={} prompt_tokens={} cached_prompt_tokens={} "
+      "generate id={}{} mode={} status={} finish={} prompt_tokens={} cached_prompt_tokens={} "
       "generated_tokens={} thinking_tokens={} ttft_ms={:.1f} duration_ms={:.1f}{}",
-      request_id_, GenerateModeName(mode_), code, engine::FinishReasonName(outcome->finish),
+      request_id_, key, GenerateModeName(mode_), code, engine::FinishReasonName(outcome->finish),
       outcome->usage.prompt_tokens, outcome->usage.cached_prompt_tokens,
       outcome->usage.generated_tokens, outcome->thinking_tokens,
       TimeToFirstToken(*outcome) * 1e3, total_ms, error);
+}
+
+void GenerateReactor::Record(const grpc::Status& status, const GenerateOutcome* outcome) const {
+  RequestRecord r;
+  r.mode = metrics_mode_;
+  r.code = static_cast<absl::StatusCode>(status.error_code());
+  r.latency = absl::Now() - start_;
+  // prompt_tokens is set once the engine took the request; a call cancelled
+  // before that used nothing.
+  if (outcome != nullptr && outcome->usage.prompt_tokens > 0) {
+    r.usage = RequestRecord::Usage{outcome->usage.prompt_tokens, outcome->usage.generated_tokens,
+                                   outcome->usage.queue_time};
+  }
+  if (outcome != nullptr) r.finish = outcome->finish;
+  service_.metrics().OnRequestFinished(r);
 }
 
 }  // namespace conclave::server

@@ -27,7 +27,9 @@ std::string HostPort(const std::string& host, int port) {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(orchestrator::EngineClient& client,
                                                               const ModelInfo& model,
-                                                              const ServerOptions& options) {
+                                                              const ServerOptions& options,
+                                                              ServerMetrics* metrics,
+                                                              AccessControl* access) {
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("--grpc-port=", options.port, " must be in [0, 65535]"));
@@ -59,8 +61,17 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(orchestrator::Engi
   }
 
   std::unique_ptr<GrpcServer> s(new GrpcServer());
+  if (metrics == nullptr) {
+    s->own_metrics_ = std::make_unique<ServerMetrics>(model.id, CurrentBuild("unknown"));
+    metrics = s->own_metrics_.get();
+  }
+  if (access == nullptr) {
+    s->own_access_ = AccessControl::Open();
+    access = s->own_access_.get();
+  }
   s->threads_ = std::make_unique<RequestThreads>(options.max_concurrent_requests);
-  s->context_ = std::make_unique<ServiceContext>(client, limits, model, *s->threads_);
+  s->context_ =
+      std::make_unique<ServiceContext>(client, limits, model, *s->threads_, *metrics, *access);
   s->service_ = NewConclaveService(*s->context_);
 
   grpc::EnableDefaultHealthCheckService(true);

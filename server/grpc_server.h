@@ -19,6 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "orchestrator/engine_client.h"
+#include "server/access_control.h"
+#include "server/metrics/server_metrics.h"
 #include "server/serving_engine.h"
 #include "server/validation.h"
 
@@ -45,10 +47,16 @@ class GrpcServer {
  public:
   // Starts serving `client`'s model. UNAVAILABLE when the address cannot be
   // bound; INVALID_ARGUMENT for options out of range. `client` must outlive
-  // the server.
+  // the server, and so must `metrics`, which records every call; without
+  // one the server records into its own, which nothing exports. `access`
+  // (API keys and quotas) must outlive the server too; without one the
+  // server runs in open mode (AccessControl::Open; the caller has checked
+  // that the address allows it, auth::CheckOpenModeAllowed).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(orchestrator::EngineClient& client,
                                                            const ModelInfo& model,
-                                                           const ServerOptions& options);
+                                                           const ServerOptions& options,
+                                                           ServerMetrics* metrics = nullptr,
+                                                           AccessControl* access = nullptr);
   ~GrpcServer();  // Shutdown(absl::ZeroDuration())
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
@@ -64,6 +72,8 @@ class GrpcServer {
  private:
   GrpcServer() = default;
 
+  std::unique_ptr<ServerMetrics> own_metrics_;  // when Start was given none
+  std::unique_ptr<AccessControl> own_access_;   // open mode, when Start was given none
   std::unique_ptr<RequestThreads> threads_;
   std::unique_ptr<ServiceContext> context_;
   std::unique_ptr<grpc::Service> service_;

@@ -1,6 +1,7 @@
 // What every RPC handler of the server shares: the engine (through
 // orchestrator::EngineClient), the request limits, the model's description,
-// the request threads, request ids and seeds.
+// the request threads, the metrics, API keys and quotas, request ids and
+// seeds.
 // Thread-safe.
 #ifndef CONCLAVE_SERVER_SERVICE_CONTEXT_H_
 #define CONCLAVE_SERVER_SERVICE_CONTEXT_H_
@@ -10,6 +11,8 @@
 #include <string>
 
 #include "orchestrator/engine_client.h"
+#include "server/access_control.h"
+#include "server/metrics/server_metrics.h"
 #include "server/request_threads.h"
 #include "server/serving_engine.h"
 #include "server/validation.h"
@@ -18,15 +21,22 @@ namespace conclave::server {
 
 class ServiceContext {
  public:
-  // `client` and `threads` must outlive the context.
+  // `client`, `threads`, `metrics` and `access` must outlive the context.
   ServiceContext(orchestrator::EngineClient& client, RequestLimits limits, ModelInfo model,
-                 RequestThreads& threads)
-      : client_(client), limits_(std::move(limits)), model_(std::move(model)), threads_(threads) {}
+                 RequestThreads& threads, ServerMetrics& metrics, AccessControl& access)
+      : client_(client),
+        limits_(std::move(limits)),
+        model_(std::move(model)),
+        threads_(threads),
+        metrics_(metrics),
+        access_(access) {}
 
   orchestrator::EngineClient& client() const { return client_; }
   const RequestLimits& limits() const { return limits_; }
   const ModelInfo& model() const { return model_; }
   RequestThreads& threads() const { return threads_; }
+  ServerMetrics& metrics() const { return metrics_; }
+  AccessControl& access() const { return access_; }
 
   // A new request id ("1", "2", ...), unique within this process; it names
   // the request in logs and in the final response.
@@ -39,6 +49,8 @@ class ServiceContext {
   const RequestLimits limits_;
   const ModelInfo model_;
   RequestThreads& threads_;
+  ServerMetrics& metrics_;
+  AccessControl& access_;
   std::atomic<int64_t> next_request_id_{1};
 };
 

@@ -58,6 +58,7 @@ class ServingEngine {
   const engine::Model& model() const { return *model_; }
   const ModelInfo& info() const { return info_; }
   int threads() const { return threads_; }
+  std::string backend_name() const { return backend_->name(); }  // "cpu", ...
 
  private:
   ServingEngine() = default;

@@ -94,12 +94,16 @@ absl::StatusOr<int> BlockManager::Allocate(absl::Span<const int32_t> tokens, Blo
   }
   for (int32_t b : m.blocks) {
     Block& block = blocks_[b];
-    if (block.ref_count == 0) evictable_.erase(block.lru);
+    if (block.ref_count == 0) {
+      evictable_.erase(block.lru);
+      used_token_slots_ += block.filled;
+    }
     ++block.ref_count;
     table.blocks.push_back(b);
   }
   table.hashes = std::move(m.hashes);
   for (int i = 0; i < fresh; ++i) table.blocks.push_back(TakeFreeBlock());
+  FillRange(table, 0, static_cast<int64_t>(tokens.size()));
   prefix_queries_ += m.num_queries;
   prefix_hits_ += static_cast<int64_t>(m.blocks.size());
   return static_cast<int>(m.blocks.size()) * block_size_;
@@ -136,7 +140,10 @@ absl::Status BlockManager::Reserve(BlockTable& table, int num_computed, int num_
         "reserving positions [", num_computed, ", ", num_tokens, ") needs ", needed,
         " blocks, only ", num_free_blocks(), " of ", num_blocks_, " are free"));
   }
-  if (needed == 0) return absl::OkStatus();
+  if (needed == 0) {
+    FillRange(table, num_computed, num_tokens);
+    return absl::OkStatus();
+  }
   const int held = static_cast<int>(table.blocks.size());
   const int wanted = BlocksFor(num_tokens, block_size_);
   for (int i = num_computed / block_size_; i < std::min(held, wanted); ++i) {
@@ -151,6 +158,7 @@ absl::Status BlockManager::Reserve(BlockTable& table, int num_computed, int num_
     table.blocks[i] = dst;
   }
   for (int i = held; i < wanted; ++i) table.blocks.push_back(TakeFreeBlock());
+  FillRange(table, num_computed, num_tokens);
   return absl::OkStatus();
 }
 
@@ -178,6 +186,7 @@ void BlockManager::Commit(BlockTable& table, absl::Span<const int32_t> tokens, i
     const int32_t parent = i > 0 ? table.blocks[i - 1] : -1;
     // Under an uncached parent no lookup could ever reach this block.
     if (parent >= 0 && !blocks_[parent].cached) continue;
+    Fill(id, block_size_);  // its KV is computed, so every position is in use
     block.cached = true;
     block.hash = h;
     block.tokens.assign(block_tokens.begin(), block_tokens.end());
@@ -236,16 +245,41 @@ void BlockManager::Release(int32_t block) {
   Block& b = blocks_[block];
   CHECK_GT(b.ref_count, 0) << "block " << block << " released more often than it was held";
   if (--b.ref_count > 0) return;
+  used_token_slots_ -= b.filled;
   if (b.cached) {
     b.lru = evictable_.insert(evictable_.end(), block);
   } else {
+    b.filled = 0;
     free_.push_back(block);
+  }
+}
+
+void BlockManager::Fill(int32_t block, int filled) {
+  Block& b = blocks_[block];
+  CHECK_GT(b.ref_count, 0) << "block " << block << " filled but not held";
+  CHECK_LE(filled, block_size_) << "block " << block;
+  if (filled <= b.filled) return;
+  used_token_slots_ += filled - b.filled;
+  b.filled = filled;
+}
+
+void BlockManager::FillRange(const BlockTable& table, int64_t from, int64_t to) {
+  if (from >= to) return;
+  const int last = BlocksFor(to, block_size_);
+  CHECK_LE(last, static_cast<int64_t>(table.blocks.size()))
+      << "positions up to " << to << " lie outside the table's " << table.blocks.size()
+      << " blocks";
+  for (int i = static_cast<int>(from / block_size_); i < last; ++i) {
+    const int64_t start = static_cast<int64_t>(i) * block_size_;
+    Fill(table.blocks[i], static_cast<int>(std::min<int64_t>(block_size_, to - start)));
   }
 }
 
 BlockManagerStats BlockManager::stats() const {
   BlockManagerStats s;
   s.num_blocks = num_blocks_;
+  s.block_size = block_size_;
+  s.used_token_slots = used_token_slots_;
   s.free_blocks = num_free_blocks();
   s.used_blocks = num_blocks_ - s.free_blocks;
   s.cached_blocks = static_cast<int>(cache_.size());
@@ -338,6 +372,22 @@ absl::Status BlockManager::CheckConsistency(absl::Span<const BlockTable* const> 
   if (cached != static_cast<int>(cache_.size())) {
     return absl::InternalError(absl::StrCat("the cache maps ", cache_.size(), " hashes but ",
                                             cached, " blocks are cached"));
+  }
+  int64_t used_slots = 0;
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    const Block& block = blocks_[b];
+    const int expected_max = block.ref_count > 0 || block.cached ? block_size_ : 0;
+    if (block.filled < 0 || block.filled > expected_max ||
+        (block.cached && block.filled != block_size_)) {
+      return absl::InternalError(absl::StrCat("block ", b, " (ref count ", block.ref_count,
+                                              ", cached=", block.cached, ") has ", block.filled,
+                                              " filled positions"));
+    }
+    if (block.ref_count > 0) used_slots += block.filled;
+  }
+  if (used_slots != used_token_slots_) {
+    return absl::InternalError(absl::StrCat("used blocks fill ", used_slots,
+                                            " token slots but the count says ", used_token_slots_));
   }
   return absl::OkStatus();
 }

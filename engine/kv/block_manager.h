@@ -51,7 +51,13 @@ uint64_t DefaultBlockHash(uint64_t parent, uint64_t salt,
 
 struct BlockManagerStats {
   int num_blocks = 0;
+  int block_size = 0;           // token slots per block
   int used_blocks = 0;          // ref count > 0
+  // Token slots of the used blocks that hold (or are reserved for) a
+  // position, each shared block counted once: a partial last block counts
+  // only its reserved positions, so used_token_slots / (num_blocks *
+  // block_size) is the pool's usage by tokens, below the usage by blocks.
+  int64_t used_token_slots = 0;
   int cached_blocks = 0;        // registered in the prefix cache (any ref count)
   int cached_free_blocks = 0;   // cached with ref count 0 (evictable)
   int free_blocks = 0;          // allocatable now: never-cached free + evictable
@@ -137,6 +143,10 @@ class BlockManager {
     int32_t parent = -1;
     uint64_t parent_generation = 0;
     uint64_t generation = 0;
+    // Positions [0, filled) of the block are reserved by some table holding
+    // it; block_size once it is cached. Counted in used_token_slots_ while
+    // ref_count > 0.
+    int filled = 0;
   };
 
   // The leading blocks of `tokens` that Allocate would reuse under `salt`.
@@ -151,6 +161,10 @@ class BlockManager {
   // (evicted), now with ref count 1. Precondition: num_free_blocks() > 0.
   int32_t TakeFreeBlock();
   void Release(int32_t block);
+  // Records that positions [0, filled) of a held `block` are reserved.
+  void Fill(int32_t block, int filled);
+  // Fills the blocks of `table` that positions [from, to) fall into.
+  void FillRange(const BlockTable& table, int64_t from, int64_t to);
 
   const int num_blocks_;
   const int block_size_;
@@ -163,6 +177,7 @@ class BlockManager {
   int64_t prefix_hits_ = 0;
   int64_t evictions_ = 0;
   int64_t copy_on_writes_ = 0;
+  int64_t used_token_slots_ = 0;  // sum of `filled` over blocks with ref_count > 0
   uint64_t next_generation_ = 0;
 };
 

@@ -5,12 +5,14 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/generator.h"
 #include "engine/model/model.h"
 #include "gtest/gtest.h"
@@ -377,6 +379,65 @@ TEST_F(EngineTest, AFullWaitingQueueAnswersResourceExhausted) {
   }
   EXPECT_GT(exhausted, 0);
   for (auto& s : streams) EXPECT_TRUE(Collect(*s).status.ok());
+  WaitIdle(*engine);
+  ExpectIdle(*engine);
+}
+
+// Reads `stream` until it has delivered at least `tokens` more tokens.
+void ReadTokens(RequestStream& stream, int tokens) {
+  RequestUpdate u;
+  while (tokens > 0 && stream.Next(u) == RequestStream::Poll::kUpdate) {
+    for (const SequenceDelta& d : u.deltas) tokens -= static_cast<int>(d.tokens.size());
+    ASSERT_FALSE(u.done) << "the request ended early";
+  }
+}
+
+TEST_F(EngineTest, ReportsHowLongARequestWaitedBeforeItsFirstStep) {
+  EngineConfig c;
+  c.scheduler.max_running_sequences = 1;  // the second request waits for the first
+  std::unique_ptr<Engine> engine = MakeEngine(c);
+  auto first = engine->Submit(Greedy(Encode(kPrompts[2]), 500));
+  ASSERT_TRUE(first.ok());
+  ReadTokens(**first, 1);  // it is running
+  const absl::Time before_submit = absl::Now();
+  auto second = engine->Submit(Greedy(Encode(kPrompts[0]), 4));
+  const absl::Time submitted = absl::Now();
+  ASSERT_TRUE(second.ok());
+  ReadTokens(**first, 4);  // the first keeps the only slot for a while
+  const absl::Time cancelled = absl::Now();
+  (*first)->Cancel();
+  const RequestResult r1 = Collect(**first);
+  const RequestResult r2 = Collect(**second);
+  const absl::Time done = absl::Now();
+  ASSERT_TRUE(r2.status.ok()) << r2.status;
+  EXPECT_EQ(r2.sequences.at(0).finish, FinishReason::kLength);
+  // The second could not start before the first was aborted.
+  EXPECT_GE(r2.usage.queue_time, cancelled - submitted);
+  EXPECT_LE(r2.usage.queue_time, done - before_submit);
+  EXPECT_LT(r1.usage.queue_time, r2.usage.queue_time);
+  WaitIdle(*engine);
+  ExpectIdle(*engine);
+}
+
+TEST_F(EngineTest, ARequestAbortedWhileWaitingReportsItsWholeWait) {
+  EngineConfig c;
+  c.scheduler.max_running_sequences = 1;
+  std::unique_ptr<Engine> engine = MakeEngine(c);
+  auto first = engine->Submit(Greedy(Encode(kPrompts[2]), 500));
+  ASSERT_TRUE(first.ok());
+  ReadTokens(**first, 1);
+  auto second = engine->Submit(Greedy(Encode(kPrompts[0]), 4));
+  const absl::Time submitted = absl::Now();
+  ASSERT_TRUE(second.ok());
+  ReadTokens(**first, 4);
+  const absl::Time cancelled = absl::Now();
+  (*second)->Cancel();
+  const RequestResult r2 = Collect(**second);
+  EXPECT_EQ(r2.sequences.at(0).finish, FinishReason::kAborted);
+  EXPECT_EQ(r2.usage.generated_tokens, 0);
+  EXPECT_GE(r2.usage.queue_time, cancelled - submitted);
+  (*first)->Cancel();
+  Collect(**first);
   WaitIdle(*engine);
   ExpectIdle(*engine);
 }

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/engine.h"
 #include "engine/model/model.h"
 #include "gtest/gtest.h"
@@ -206,9 +208,16 @@ TEST_F(ContemplationTest, ConfidenceVoteVerifierAndSynthesisEachGiveAFinalAnswer
     ContemplateOptions o = Question(3);
     o.aggregator = kind;
     o.aggregator_max_tokens = 64;
+    const absl::Time start = absl::Now();
     const Run run = Contemplate(o);
+    const absl::Duration wall = absl::Now() - start;
     ASSERT_TRUE(run.result.ok()) << AggregatorName(kind) << ": " << run.result.status();
     const ContemplateResult& r = *run.result;
+    EXPECT_LE(r.usage.queue_time, wall);
+    EXPECT_LE(r.aggregation_time, wall);
+    if (r.aggregator == AggregatorKind::kVerifier || r.aggregator == AggregatorKind::kSynthesis) {
+      EXPECT_GT(r.aggregation_time, absl::ZeroDuration());  // an engine pass ran
+    }
     bool any_answer = false;
     for (const AgentOutcome& a : r.agents) any_answer = any_answer || a.answer.found;
     if (kind == AggregatorKind::kSynthesis || !any_answer) {

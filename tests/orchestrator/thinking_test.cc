@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "engine/model/model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,6 +49,7 @@ class ScriptedEngineClient : public EngineClient {
     usage->prompt_tokens = prompt_tokens;
     usage->cached_prompt_tokens = prompt_tokens / 2;
     usage->generated_tokens = static_cast<int>(script.tokens.size());
+    usage->queue_time = absl::Milliseconds(10) * static_cast<int64_t>(submitted.size());
     // The stream's abort callback needs the stream itself.
     auto self = std::make_shared<engine::RequestStream*>(nullptr);
     auto stream = std::make_shared<engine::RequestStream>(
@@ -195,6 +197,17 @@ TEST_F(ThinkingTest, CutsTheThinkingWhenTheBudgetIsSpent) {
   EXPECT_EQ(result->thinking_end, ThinkingEnd::kBudget);
   ASSERT_EQ(client_->submitted.size(), 2u);
   EXPECT_EQ(client_->submitted[1].max_tokens, 100 - spent);
+}
+
+TEST_F(ThinkingTest, AddsUpTheQueueTimeOfBothPhases) {
+  client_->scripts.push_back(Says("First, I add the two numbers", FinishReason::kLength));
+  client_->scripts.push_back(Says(" 4", FinishReason::kStopToken));
+  ThinkingGenerator generator(*client_);
+  absl::StatusOr<ThinkingResult> result = generator.Run(Request(100, 8), Collect());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(client_->submitted.size(), 2u);
+  // The scripted phases waited 10 ms and 20 ms.
+  EXPECT_EQ(result->usage.queue_time, absl::Milliseconds(30));
 }
 
 TEST_F(ThinkingTest, AsksForTheAnswerWhenTheModelEndsItsTurn) {

@@ -1,5 +1,6 @@
 """Fixtures for the gRPC API tests: a real build/bin/conclave-server process
-on 127.0.0.1 (a free port, read from its "listening HOST:PORT" line) and
+on 127.0.0.1 (free ports, read from its "listening HOST:PORT" and "metrics
+HOST:PORT" lines: server.address, server.metrics_address) and
 Python stubs generated from proto/ with grpc_tools.protoc into a temporary
 directory at session start (nothing generated is committed).
 

@@ -42,6 +42,7 @@ int Prefill(BlockManager& m, BlockTable& table, const std::vector<int32_t>& toke
 void ExpectSameStats(const BlockManagerStats& a, const BlockManagerStats& b) {
   EXPECT_EQ(a.num_blocks, b.num_blocks);
   EXPECT_EQ(a.used_blocks, b.used_blocks);
+  EXPECT_EQ(a.used_token_slots, b.used_token_slots);
   EXPECT_EQ(a.cached_blocks, b.cached_blocks);
   EXPECT_EQ(a.cached_free_blocks, b.cached_free_blocks);
   EXPECT_EQ(a.free_blocks, b.free_blocks);
@@ -334,6 +335,46 @@ TEST(BlockManagerTest, ReserveAppendsBlocksOnlyWhenTheTableIsFull) {
   ASSERT_TRUE(m.Reserve(a, 8, 17, copies).ok());
   EXPECT_EQ(a.blocks.size(), 5u);
   EXPECT_TRUE(copies.empty());
+}
+
+TEST(BlockManagerTest, UsedTokenSlotsCountReservedPositionsAndSharedBlocksOnce) {
+  BlockManager m(kNumBlocks, kBlockSize);
+  BlockTable a, b;
+  std::vector<std::pair<int, int>> copies;
+  ASSERT_TRUE(m.Allocate(Tokens(6), a).ok());
+  EXPECT_EQ(m.stats().block_size, kBlockSize);
+  EXPECT_EQ(m.stats().used_blocks, 2);
+  EXPECT_EQ(m.stats().used_token_slots, 6);  // the second block holds 2 of 4
+  ASSERT_TRUE(m.Reserve(a, 6, 7, copies).ok());
+  EXPECT_EQ(m.stats().used_token_slots, 7);
+
+  m.Fork(a, b);  // shares both blocks: nothing new is held
+  EXPECT_EQ(m.stats().used_token_slots, 7);
+  ASSERT_TRUE(m.Reserve(b, 7, 8, copies).ok());  // copy-on-write of the partial block
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(m.stats().used_token_slots, 4 + 3 + 4);
+  EXPECT_TRUE(m.CheckConsistency({&a, &b}).ok());
+
+  m.Free(a);  // its first block stays held by b
+  EXPECT_EQ(m.stats().used_token_slots, 4 + 4);
+  m.Free(b);
+  EXPECT_EQ(m.stats().used_token_slots, 0);
+  EXPECT_TRUE(m.CheckConsistency({}).ok());
+}
+
+TEST(BlockManagerTest, CachedBlocksCountTheirSlotsOnlyWhileHeld) {
+  BlockManager m(kNumBlocks, kBlockSize);
+  BlockTable a, b;
+  Prefill(m, a, Tokens(9));
+  EXPECT_EQ(m.stats().used_token_slots, 9);
+  m.Free(a);  // two full blocks stay cached, unheld
+  EXPECT_EQ(m.stats().cached_blocks, 2);
+  EXPECT_EQ(m.stats().used_token_slots, 0);
+  absl::StatusOr<int> cached = m.Allocate(Tokens(9), b);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(*cached, 8);
+  EXPECT_EQ(m.stats().used_token_slots, 9);
+  EXPECT_TRUE(m.CheckConsistency({&b}).ok());
 }
 
 TEST(BlockManagerTest, CachedFreeBlocksAreEvictedLeastRecentlyFreedFirst) {
