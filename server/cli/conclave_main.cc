@@ -1,6 +1,11 @@
 // conclave: command-line client of the conclave.v1 gRPC API.
 //
-//   conclave [--server 127.0.0.1:50051] [--timeout SECONDS] COMMAND ...
+//   conclave [--server 127.0.0.1:50051] [--timeout SECONDS] [--api-key KEY] COMMAND ...
+//
+// The API key of a server started with --api-keys comes from --api-key or,
+// better (it stays out of the process list and shell history), from the
+// CONCLAVE_API_KEY environment variable; it is sent as
+// "authorization: Bearer KEY".
 //
 //   generate [--mode instant|thinking] [--thinking-budget N] [--max-tokens N]
 //            [--temperature T] [--top-p P] [--seed S] [--logprobs N]
@@ -28,6 +33,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -51,6 +57,8 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "address of conclave-server (host:port)");
 ABSL_FLAG(double, timeout, 0, "deadline of the call in seconds (0: none)");
+ABSL_FLAG(std::string, api_key, "",
+          "API key for a server with --api-keys (default: $CONCLAVE_API_KEY)");
 ABSL_FLAG(bool, json, false, "print one JSON object per streamed message");
 ABSL_FLAG(std::string, mode, "instant", "generate: instant or thinking");
 ABSL_FLAG(std::optional<int>, thinking_budget, std::nullopt, "most thinking tokens");
@@ -96,7 +104,14 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
-void SetDeadline(grpc::ClientContext& context) {
+// The call's deadline (--timeout) and API key (--api-key, else
+// $CONCLAVE_API_KEY; none in open mode).
+void PrepareContext(grpc::ClientContext& context) {
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (key.empty()) {
+    if (const char* env = std::getenv("CONCLAVE_API_KEY")) key = env;
+  }
+  if (!key.empty()) context.AddMetadata("authorization", "Bearer " + key);
   const double timeout = absl::GetFlag(FLAGS_timeout);
   if (timeout > 0) {
     context.set_deadline(std::chrono::system_clock::now() +
@@ -142,7 +157,7 @@ int Generate(v1::Conclave::Stub& stub, const std::string& prompt) {
   sampling->set_logprobs(absl::GetFlag(FLAGS_logprobs));
 
   grpc::ClientContext context;
-  SetDeadline(context);
+  PrepareContext(context);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub.Generate(&context, request);
   const bool json = absl::GetFlag(FLAGS_json);
@@ -187,7 +202,7 @@ int Generate(v1::Conclave::Stub& stub, const std::string& prompt) {
 
 int Models(v1::Conclave::Stub& stub) {
   grpc::ClientContext context;
-  SetDeadline(context);
+  PrepareContext(context);
   v1::ListModelsResponse response;
   const grpc::Status status = stub.ListModels(&context, v1::ListModelsRequest(), &response);
   if (!status.ok()) return RpcError(status);
@@ -335,7 +350,7 @@ int Contemplate(v1::Conclave::Stub& stub, const std::string& question) {
   request.set_stream_agent_text(absl::GetFlag(FLAGS_stream_agent_text));
 
   grpc::ClientContext context;
-  SetDeadline(context);
+  PrepareContext(context);
   std::unique_ptr<grpc::ClientReader<v1::ContemplateEvent>> reader =
       stub.Contemplate(&context, request);
   const bool json = absl::GetFlag(FLAGS_json);

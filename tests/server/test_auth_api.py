@@ -5,6 +5,7 @@ restart, RESOURCE_EXHAUSTED with retry-after and recovery, per-key metrics,
 prefix-cache isolation between keys, and open mode refused off loopback.
 Every call has a deadline and every wait is bounded."""
 
+import os
 import subprocess
 import time
 import urllib.request
@@ -161,6 +162,27 @@ def test_a_valid_key_can_generate_contemplate_and_list_models(api, stub, tenants
     error = rpc_error(lambda: final_of(stub.Generate(
         api.pb.GenerateRequest(max_tokens=-1), timeout=CALL_TIMEOUT_S, metadata=md)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_cli_sends_the_key_from_the_environment_or_its_flag(server, tenants):
+    def models(env_key=None, *flags):
+        env = {k: v for k, v in os.environ.items() if k != "CONCLAVE_API_KEY"}
+        if env_key is not None:
+            env["CONCLAVE_API_KEY"] = env_key
+        return subprocess.run([str(conclave_cli()), "--server", server.address, *flags, "models"],
+                              capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=env)
+
+    alice = tenants["alice"].secret_key
+    without = models()
+    assert without.returncode == 1 and "UNAUTHENTICATED" in without.stderr
+    assert alice not in without.stderr
+    with_env = models(alice)
+    assert with_env.returncode == 0, with_env.stderr
+    assert "SmolLM2-135M-Instruct.Q4_1" in with_env.stdout
+    with_flag = models(None, "--api-key", alice)
+    assert with_flag.returncode == 0, with_flag.stderr
+    wrong = models(alice[:-4] + "xxxx")
+    assert wrong.returncode == 1 and "UNAUTHENTICATED" in wrong.stderr
 
 
 def test_health_needs_no_key(server):
