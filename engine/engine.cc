@@ -60,8 +60,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   }
   int num_blocks = config.num_kv_blocks;
   if (num_blocks <= 0) {
-    const int64_t per_token =
-        backend.KvBytesPerBlock() / std::max(1, backend.kv_cache_config().block_size);
+    // The backend's figure is for its current block size and dtype.
+    const kernels::KvCacheConfig& current = backend.kv_cache_config();
+    const int64_t per_token = backend.KvBytesPerBlock() / std::max(1, current.block_size) *
+                              kernels::KvDtypeBytes(config.kv_dtype) /
+                              kernels::KvDtypeBytes(current.dtype);
     const int64_t per_block = std::max<int64_t>(1, per_token * config.block_size);
     num_blocks = static_cast<int>(std::min<int64_t>(config.kv_cache_bytes / per_block, 1 << 24));
   }
@@ -69,7 +72,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
     return absl::InvalidArgumentError(absl::StrCat(
         "kv_cache_bytes=", config.kv_cache_bytes, " holds no KV block"));
   }
-  if (absl::Status s = backend.AllocateKvCache({num_blocks, config.block_size}); !s.ok()) {
+  if (absl::Status s =
+          backend.AllocateKvCache({num_blocks, config.block_size, config.kv_dtype});
+      !s.ok()) {
     return s;
   }
   return std::unique_ptr<Engine>(new Engine(backend, model, tokenizer, config, num_blocks));

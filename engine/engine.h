@@ -40,6 +40,8 @@ struct EngineConfig {
   int block_size = 16;              // token slots per KV block
   int64_t kv_cache_bytes = 512ll << 20;  // KV pool budget
   int num_kv_blocks = 0;            // > 0 overrides kv_cache_bytes (tests)
+  // Element type of the KV pool: fp16 (bit-identical to llama.cpp) or bf16.
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
   SchedulerConfig scheduler;
   int max_sequences_per_request = 32;  // n limit
   // Runs BlockManager::CheckConsistency after every step and aborts the

@@ -27,7 +27,7 @@ absl::StatusOr<GenerateResult> Generate(kernels::Backend& backend, int vocab_siz
   const int bs = options.block_size;
   const int64_t positions = static_cast<int64_t>(prompt.size()) + options.max_tokens;
   const int num_blocks = static_cast<int>((positions + bs - 1) / bs);
-  if (absl::Status s = backend.AllocateKvCache({num_blocks, bs}); !s.ok()) return s;
+  if (absl::Status s = backend.AllocateKvCache({num_blocks, bs, options.kv_dtype}); !s.ok()) return s;
   std::vector<int32_t> block_table(num_blocks);
   std::iota(block_table.begin(), block_table.end(), 0);
 

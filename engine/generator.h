@@ -26,6 +26,7 @@ struct GenerateOptions {
   int prefill_chunk = 512;  // prompt tokens per forward step
   bool keep_all_logits = false;  // fill GenerateResult::all_logits
   int block_size = 16;
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;  // KV cache elements
 };
 
 struct GenerateResult {

@@ -10,18 +10,34 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "kernels/model_spec.h"
 
 namespace conclave::kernels {
 
+// The element type of the KV cache. fp16 is the default and the one whose
+// attention is bit-identical to llama.cpp's; bf16 has fp32's range (no
+// overflow of large activations) with an 8-bit significand (unit roundoff
+// 2^-8, against fp16's 2^-11). Both take 2 bytes.
+enum class KvDtype { kF16, kBF16 };
+
+// "fp16" / "bf16" (the names the command-line flags take).
+const char* KvDtypeName(KvDtype dtype);
+// Parses "fp16" (or "f16") and "bf16"; INVALID_ARGUMENT names the value.
+absl::StatusOr<KvDtype> ParseKvDtype(std::string_view name);
+// Bytes of one K or V element.
+inline int KvDtypeBytes(KvDtype) { return 2; }
+
 struct KvCacheConfig {
   int num_blocks = 0;
   int block_size = 16;  // token slots per block
+  KvDtype dtype = KvDtype::kF16;
 };
 
 // One sequence's share of a step: `num_tokens` new tokens, taken from
@@ -67,7 +83,8 @@ class Backend {
   virtual absl::Status AllocateKvCache(const KvCacheConfig& config) = 0;
   virtual const KvCacheConfig& kv_cache_config() const = 0;
 
-  // Bytes of KV storage one block takes over all layers.
+  // Bytes of KV storage one block takes over all layers, in the dtype of
+  // kv_cache_config() (before AllocateKvCache: fp16, block size 16).
   virtual int64_t KvBytesPerBlock() const = 0;
 
   // Runs every sequence of `batch` through the model, writing their K/V into

@@ -1,6 +1,6 @@
 // conclave-bench: the batched engine in-process on one model, printing JSON.
 //
-//   conclave-bench --model PATH [--threads 2] [--runs 5] [--json]
+//   conclave-bench --model PATH [--threads 2] [--runs 5] [--kv-dtype fp16|bf16]
 //
 // Measures (median over --runs, each figure from its own fresh engine):
 //  - decode tokens/s with 1, 4, 8, 16 and 32 concurrent sequences (separate
@@ -10,7 +10,11 @@
 //    short chat prompt;
 //  - a group of N=8 samples of a 512-token prompt, 128 tokens each, against
 //    N=1: wall time ratio, and the most KV blocks in use against what 8
-//    independent requests would hold.
+//    independent requests would hold;
+//  - the bytes one decode step reads (every weight matrix once, whatever the
+//    number of sequences, plus each sequence's K and V at the mean context
+//    of the decode figures) and the read bandwidth that achieves, to set
+//    against conclave-membw's measure of the machine.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -39,6 +43,7 @@ ABSL_FLAG(int, runs, 5, "runs per figure (the median is reported)");
 ABSL_FLAG(bool, json, true, "print JSON (the only format)");
 ABSL_FLAG(std::string, concurrency, "1,4,8,16,32", "decode concurrency levels");
 ABSL_FLAG(int, decode_tokens, 64, "tokens per sequence in the decode figures");
+ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache element type: fp16 or bf16");
 ABSL_FLAG(bool, group, true,
           "also measure prefill, time to first token and the N=8 group (off: decode only)");
 
@@ -69,15 +74,53 @@ const char kText[] =
     "and expensive. Within fifty years of Gutenberg's first Bible, presses were working in "
     "more than two hundred cities across Europe, and millions of volumes had been printed. ";
 
+// Bytes of the weights one step reads: every matrix of every layer, the
+// norms and the output matrix once, plus one embedding row per token.
+int64_t WeightBytesPerStep(const conclave::kernels::ModelConfig& c,
+                           const conclave::kernels::ModelWeights& w, int tokens) {
+  using conclave::kernels::WeightTensor;
+  auto bytes = [](const WeightTensor& t) -> int64_t {
+    return t.present() ? static_cast<int64_t>(conclave::kernels::RowBytes(t.type, t.cols())) * t.rows()
+                       : 0;
+  };
+  int64_t total = bytes(w.output) + bytes(w.output_norm) +
+                  tokens * static_cast<int64_t>(
+                               conclave::kernels::RowBytes(w.token_embd.type, c.hidden));
+  for (const conclave::kernels::LayerWeights& l : w.layers) {
+    for (const WeightTensor* t :
+         {&l.attn_norm, &l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_norm, &l.ffn_gate,
+          &l.ffn_up, &l.ffn_down, &l.attn_q_norm, &l.attn_k_norm, &l.post_attention_norm,
+          &l.post_ffw_norm}) {
+      total += bytes(*t);
+    }
+  }
+  return total;
+}
+
+// Bytes of K and V one sequence's decode token reads at `context` positions
+// (sliding-window layers read at most their window).
+int64_t KvBytesPerToken(const conclave::kernels::ModelConfig& c, int64_t context,
+                        conclave::kernels::KvDtype dtype) {
+  int64_t total = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const bool sliding = c.sliding_window > 0 && c.layer_is_sliding[l];
+    const int64_t positions = sliding ? std::min<int64_t>(context, c.sliding_window) : context;
+    total += 2 * positions * c.n_kv_heads * c.head_dim * conclave::kernels::KvDtypeBytes(dtype);
+  }
+  return total;
+}
+
 class Bench {
  public:
-  Bench(Model& model, int threads) : model_(model), threads_(threads) {}
+  Bench(Model& model, int threads, conclave::kernels::KvDtype kv_dtype)
+      : model_(model), threads_(threads), kv_dtype_(kv_dtype) {}
 
   std::unique_ptr<Engine> NewEngine() {
     backend_ = std::make_unique<conclave::kernels::cpu::CpuBackend>(threads_);
     Check(backend_->LoadModel(model_.config(), model_.weights()));
     EngineConfig c;
     c.kv_cache_bytes = 1ll << 30;
+    c.kv_dtype = kv_dtype_;
     c.scheduler.max_running_sequences = 64;
     absl::StatusOr<std::unique_ptr<Engine>> e =
         Engine::Create(*backend_, model_.config(), model_.tokenizer(), c);
@@ -201,6 +244,7 @@ class Bench {
 
   Model& model_;
   const int threads_;
+  const conclave::kernels::KvDtype kv_dtype_;
   std::unique_ptr<conclave::kernels::cpu::CpuBackend> backend_;
 };
 
@@ -218,15 +262,24 @@ int main(int argc, char** argv) {
   }
   const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
   const int threads = absl::GetFlag(FLAGS_threads);
-  Bench bench(**model, threads);
+  const absl::StatusOr<conclave::kernels::KvDtype> kv_dtype =
+      conclave::kernels::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_dtype.ok()) {
+    std::cerr << "conclave-bench: " << kv_dtype.status() << "\n";
+    return 1;
+  }
+  Bench bench(**model, threads, *kv_dtype);
 
   std::vector<int> levels;
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
     int c = 0;
     if (absl::SimpleAtoi(part, &c) && c > 0) levels.push_back(c);
   }
-  std::vector<std::string> decode_json;
+  std::vector<std::string> decode_json, bytes_json, gbps_json;
   double decode_1 = 0, decode_8 = 0;
+  // The decode figures run from 16 prompt tokens to 16 + decode_tokens
+  // positions: their mean context.
+  const int64_t mean_context = 16 + absl::GetFlag(FLAGS_decode_tokens) / 2;
   for (int c : levels) {
     std::vector<double> v;
     for (int r = 0; r < runs; ++r) v.push_back(bench.Decode(c, absl::GetFlag(FLAGS_decode_tokens)));
@@ -234,13 +287,27 @@ int main(int argc, char** argv) {
     if (c == 1) decode_1 = m;
     if (c == 8) decode_8 = m;
     decode_json.push_back(absl::StrFormat("\"%d\":%.2f", c, m));
-    std::cerr << absl::StrFormat("decode c=%d: %.1f tok/s\n", c, m);
+    const int64_t step_bytes =
+        WeightBytesPerStep((*model)->config(), (*model)->weights(), c) +
+        c * KvBytesPerToken((*model)->config(), mean_context, *kv_dtype);
+    bytes_json.push_back(absl::StrFormat("\"%d\":%d", c, step_bytes));
+    // Steps per second = tokens per second / c.
+    gbps_json.push_back(absl::StrFormat("\"%d\":%.2f", c, step_bytes * (m / c) / 1e9));
+    std::cerr << absl::StrFormat("decode c=%d: %.1f tok/s, %.1f MB per step\n", c, m,
+                                 step_bytes / 1e6);
   }
+  const std::string bytes_fields = absl::StrCat(
+      ",\"decode_mean_context\":", mean_context, ",\"decode_step_bytes\":{",
+      absl::StrJoin(bytes_json, ","), "},\"decode_read_gb_per_s\":{",
+      absl::StrJoin(gbps_json, ","), "}");
+  const std::string header =
+      absl::StrCat("{\"model\":\"", (*model)->name(), "\",\"threads\":", threads,
+                   ",\"kv_dtype\":\"", conclave::kernels::KvDtypeName(*kv_dtype),
+                   "\",\"runs\":", runs);
   std::vector<double> prefill, ttft, g1, g8, blocks8;
   if (!absl::GetFlag(FLAGS_group)) {
-    std::cout << "{\"model\":\"" << (*model)->name() << "\",\"threads\":" << threads
-              << ",\"runs\":" << runs << ",\"decode_tokens_per_second\":{"
-              << absl::StrJoin(decode_json, ",") << "}}\n";
+    std::cout << header << ",\"decode_tokens_per_second\":{"
+              << absl::StrJoin(decode_json, ",") << "}" << bytes_fields << "}\n";
     return 0;
   }
   for (int r = 0; r < runs; ++r) {
@@ -258,9 +325,8 @@ int main(int argc, char** argv) {
   const int independent_blocks = 8 * ((512 + 128 + bs - 1) / bs);
   const int target_blocks = prompt_blocks + 8 * gen_blocks + 8;
   const double group_ratio = Median(g8) / Median(g1);
-  std::cout << "{\"model\":\"" << (*model)->name() << "\",\"threads\":" << threads
-            << ",\"runs\":" << runs << ",\"decode_tokens_per_second\":{"
-            << absl::StrJoin(decode_json, ",") << "}"
+  std::cout << header << ",\"decode_tokens_per_second\":{"
+            << absl::StrJoin(decode_json, ",") << "}" << bytes_fields
             << absl::StrFormat(",\"decode_8_over_1\":%.3f", decode_1 > 0 ? decode_8 / decode_1 : 0)
             << absl::StrFormat(",\"prefill_512_tokens_per_second\":%.2f", Median(prefill))
             << absl::StrFormat(",\"time_to_first_token_seconds\":%.4f", Median(ttft))

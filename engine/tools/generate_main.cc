@@ -4,6 +4,7 @@
 //   conclave-generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-tokens N]
 //       [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S]
 //       [--n N] [--threads K] [--ignore-eos] [--json] [--dump-logits FILE]
+//       [--kv-dtype fp16|bf16]
 //
 // Runs on the batched engine: --n N samples the prompt N times as one
 // sequence group (the prompt is prefilled once; sequence i draws with seed
@@ -53,6 +54,8 @@ ABSL_FLAG(uint64_t, seed, 42, "sampling seed");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all cores)");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past end-of-generation tokens");
 ABSL_FLAG(bool, json, false, "print one JSON object instead of streaming text");
+ABSL_FLAG(std::string, kv_dtype, "fp16",
+          "KV cache element type: fp16 (bit-identical to llama.cpp) or bf16");
 ABSL_FLAG(std::string, dump_logits, "",
           "write the logits of every generated position (float32, [tokens, vocab]) here");
 
@@ -95,13 +98,15 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 // --dump-logits, and the usual JSON / timing line.
 int DumpLogits(conclave::kernels::Backend& backend, const Model& model,
                const std::vector<int32_t>& prompt,
-               const conclave::engine::SamplingParams& sampling, int threads) {
+               const conclave::engine::SamplingParams& sampling, int threads,
+               conclave::kernels::KvDtype kv_dtype) {
   const conclave::engine::Tokenizer& tok = model.tokenizer();
   conclave::engine::GenerateOptions options;
   options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   options.sampling = sampling;
   options.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   options.keep_all_logits = true;
+  options.kv_dtype = kv_dtype;
   options.is_end_of_generation = [&tok](int32_t id) { return tok.IsEndOfGeneration(id); };
   absl::StatusOr<conclave::engine::GenerateResult> result = conclave::engine::Generate(
       backend, model.config().vocab_size, prompt, options);
@@ -181,6 +186,9 @@ int main(int argc, char** argv) {
         " exceeds the model's context of ", context)));
   }
 
+  const absl::StatusOr<conclave::kernels::KvDtype> kv_dtype =
+      conclave::kernels::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_dtype.ok()) return Fail(kv_dtype.status());
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   conclave::kernels::cpu::CpuBackend backend(threads);
@@ -197,11 +205,12 @@ int main(int argc, char** argv) {
   const bool json = absl::GetFlag(FLAGS_json);
   const int n = absl::GetFlag(FLAGS_n);
   if (!absl::GetFlag(FLAGS_dump_logits).empty()) {
-    return DumpLogits(backend, **model, prompt, sampling, threads);
+    return DumpLogits(backend, **model, prompt, sampling, threads, *kv_dtype);
   }
 
   // The KV pool: room for the whole group, capped at 1 GiB.
   conclave::engine::EngineConfig config;
+  config.kv_dtype = *kv_dtype;
   const int64_t positions = static_cast<int64_t>(prompt.size()) + absl::GetFlag(FLAGS_max_tokens);
   const int64_t per_block = backend.KvBytesPerBlock();
   config.kv_cache_bytes = std::min<int64_t>(

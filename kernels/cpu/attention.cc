@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/attention_bf16.h"
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/simd_order.h"
 
@@ -564,6 +565,10 @@ void AttendAtLevel(SimdLevel level, bool fast, const float* q, const KvLayerView
 void AttendOneToken(const float* q, const KvLayerView& kv,
                     absl::Span<const int32_t> block_table, int64_t pos,
                     const AttentionParams& params, float* out, float* scratch) {
+  if (kv.dtype == KvDtype::kBF16) {
+    AttendOneTokenBf16(q, kv, block_table, pos, params, out);
+    return;
+  }
   static const SimdLevel level = DetectSimdLevel();
   if (level != SimdLevel::kScalar && CpuHasAvx2FmaF16c()) {
     AttendFast(level, q, kv, block_table, pos, params, out, scratch);
@@ -579,6 +584,10 @@ void AttendOneTokenReference(const float* q, const KvLayerView& kv,
   const int d = kv.head_dim;
   const int group = params.n_heads / kv.n_kv_heads;
   const int64_t first = FirstVisible(pos, params.sliding_window);
+  const bool bf16 = kv.dtype == KvDtype::kBF16;
+  auto value = [&](const Half* p, int i) -> double {
+    return bf16 ? Bf16ToFp32(p[i]) : Fp16ToFp32(p[i]);
+  };
   std::vector<double> scores(pos + 1);
   for (int h = 0; h < params.n_heads; ++h) {
     const int kv_head = h / group;
@@ -586,7 +595,7 @@ void AttendOneTokenReference(const float* q, const KvLayerView& kv,
     for (int64_t j = first; j <= pos; ++j) {
       const Half* k = SlotOf(kv.k, kv, block_table, j, kv_head);
       double dot = 0.0;
-      for (int i = 0; i < d; ++i) dot += double{q[h * d + i]} * Fp16ToFp32(k[i]);
+      for (int i = 0; i < d; ++i) dot += double{q[h * d + i]} * value(k, i);
       scores[j] = dot * params.score_scale;
       max_score = std::max(max_score, scores[j]);
     }
@@ -598,7 +607,7 @@ void AttendOneTokenReference(const float* q, const KvLayerView& kv,
     for (int i = 0; i < d; ++i) {
       double acc = 0.0;
       for (int64_t j = first; j <= pos; ++j) {
-        acc += scores[j] / sum * Fp16ToFp32(SlotOf(kv.v, kv, block_table, j, kv_head)[i]);
+        acc += scores[j] / sum * value(SlotOf(kv.v, kv, block_table, j, kv_head), i);
       }
       out[h * d + i] = static_cast<float>(acc);
     }

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cpu/fp16.h"
 
@@ -39,6 +40,22 @@ inline __m256i Nibbles32(const uint8_t* p) {
 // pairs stay below int16 saturation for every caller).
 inline __m256i DotU8I8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// Byte j = 0xFF where bit j of the 32 bits at p (little-endian) is set,
+// else 0: the fifth bits of a Q5 block, one per element.
+inline __m256i BitsToBytes32(const uint8_t* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, sizeof(bits));
+  // Byte j of the result reads byte j/8 of `bits` ...
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                         0x0202020202020202, 0x0303030303030303));
+  // ... and keeps bit j%8 of it.
+  const __m256i select =
+      _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
 inline __m256i Load256(const void* p) {

@@ -142,7 +142,7 @@ absl::Status CpuBackend::LoadModel(const ModelConfig& c, const ModelWeights& w) 
 
 int64_t CpuBackend::KvBytesPerBlock() const {
   return 2 * int64_t{config_.n_layers} * kv_config_.block_size *
-         config_.n_kv_heads * config_.head_dim * sizeof(Half);
+         config_.n_kv_heads * config_.head_dim * KvDtypeBytes(kv_config_.dtype);
 }
 
 absl::Status CpuBackend::AllocateKvCache(const KvCacheConfig& kv) {
@@ -330,6 +330,7 @@ void CpuBackend::Attention(int layer, const StepBatch& batch) {
   const int bs = kv_config_.block_size;
   Half* k_pool = k_cache_[layer].data();
   Half* v_pool = v_cache_[layer].data();
+  const bool bf16 = kv_config_.dtype == KvDtype::kBF16;
 
   // Which sequence each of the step's tokens belongs to, so that the work
   // below is split over all of the step's tokens at once (a decode step of
@@ -363,14 +364,21 @@ void CpuBackend::Attention(int layer, const StepBatch& batch) {
       const int64_t slot = int64_t{seq.block_table[pos / bs]} * bs + pos % bs;
       Half* k_dst = k_pool + slot * kv_dim;
       Half* v_dst = v_pool + slot * kv_dim;
-      for (int j = 0; j < kv_dim; ++j) {
-        k_dst[j] = Fp32ToFp16(k[j]);
-        v_dst[j] = Fp32ToFp16(v[j]);
+      if (bf16) {
+        for (int j = 0; j < kv_dim; ++j) {
+          k_dst[j] = Fp32ToBf16(k[j]);
+          v_dst[j] = Fp32ToBf16(v[j]);
+        }
+      } else {
+        for (int j = 0; j < kv_dim; ++j) {
+          k_dst[j] = Fp32ToFp16(k[j]);
+          v_dst[j] = Fp32ToFp16(v[j]);
+        }
       }
     }
   });
 
-  const KvLayerView view{k_pool, v_pool, bs, c.n_kv_heads, hd};
+  const KvLayerView view{k_pool, v_pool, bs, c.n_kv_heads, hd, kv_config_.dtype};
   AttentionParams base;
   base.n_heads = c.n_heads;
   base.score_scale = c.query_scale != 0.0f ? 1.0f : 1.0f / sqrtf(static_cast<float>(hd));

@@ -1,6 +1,6 @@
 // The CPU backend: runs Llama-family and Gemma 3 decoders on the weights as
-// stored in the model file (quantized, memory-mapped), with an fp16 paged KV
-// cache. The default backend, and the reference the CUDA backend is checked
+// stored in the model file (quantized, memory-mapped), with a paged KV cache
+// of fp16 (default) or bf16 elements (KvCacheConfig::dtype). The default backend, and the reference the CUDA backend is checked
 // against.
 // Not thread-safe: owned by the engine's step loop (it uses its own pool of
 // worker threads inside Forward).
@@ -45,7 +45,8 @@ class CpuBackend : public Backend {
   ModelWeights weights_;
   bool loaded_ = false;
   KvCacheConfig kv_config_;
-  // Per layer: [num_blocks, block_size, n_kv_heads, head_dim] fp16.
+  // Per layer: [num_blocks, block_size, n_kv_heads, head_dim] fp16 or bf16
+  // bits (kv_config_.dtype).
   std::vector<std::vector<Half>> k_cache_;
   std::vector<std::vector<Half>> v_cache_;
   std::unique_ptr<Scratch> scratch_;

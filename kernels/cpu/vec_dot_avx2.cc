@@ -15,22 +15,6 @@
 namespace conclave::kernels::cpu {
 namespace {
 
-// Byte j = 0xFF where bit j of the 32 bits at p (little-endian) is set,
-// else 0: the fifth bits of a Q5 block, one per element.
-__m256i BitsToBytes32(const uint8_t* p) {
-  uint32_t bits;
-  std::memcpy(&bits, p, sizeof(bits));
-  // Byte j of the result reads byte j/8 of `bits` ...
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
-                         0x0202020202020202, 0x0303030303030303));
-  // ... and keeps bit j%8 of it.
-  const __m256i select =
-      _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
-  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-}
-
 // Same for two signed vectors: move the sign of a onto b.
 __m256i DotI8I8(__m256i a, __m256i b) {
   return DotU8I8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));

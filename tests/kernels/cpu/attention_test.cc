@@ -202,6 +202,84 @@ TEST(AttentionTest, EveryPathKeepsTheLaneOrderBitForBitForOtherShapesAndWindows)
   }
 }
 
+// The bound on |got - float64 reference| for output (h, i) of a layer with
+// fp16 K and V. With u = 2^-11 (fp16's unit roundoff, 11-bit significand):
+//  - Q rounded to fp16 and the f32 sums of d exact products (fp16 x fp16
+//    fits in f32) move score j by at most delta_j =
+//    (u + d * 2^-24) * scale * sum_i |q_i k_ji|;
+//  - scores off by at most delta change each probability by a factor in
+//    [e^-2delta, e^2delta], so the mix of V moves by <= (e^2delta - 1) max|v|;
+//  - p rounded to fp16 adds <= u * max|v|;
+//  - ggml's exp (within 2 f32 ulps), the normalisation and the f32 sums over
+//    n positions add <= (n + 8) * 2^-23 max|v|.
+std::vector<double> Fp16Bounds(const RandomLayer& l, int64_t pos, const AttentionParams& p) {
+  const Shape& s = l.shape;
+  const int d = s.head_dim;
+  const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+  const double u = std::ldexp(1.0, -11);
+  const double n = static_cast<double>(pos - first + 1);
+  std::vector<double> bounds(static_cast<size_t>(p.n_heads) * d);
+  for (int h = 0; h < p.n_heads; ++h) {
+    const int kv_head = h / s.group;
+    double delta = 0.0;
+    std::vector<double> vmax(d, 0.0);
+    for (int64_t j = first; j <= pos; ++j) {
+      const Half* k = Slot(l.k.data(), l.view(), l.table, j, kv_head);
+      const Half* v = Slot(l.v.data(), l.view(), l.table, j, kv_head);
+      double sum = 0.0;
+      for (int e = 0; e < d; ++e) {
+        sum += std::abs(double{l.q[h * d + e]} * Fp16ToFp32(k[e]));
+        vmax[e] = std::max(vmax[e], std::abs(double{Fp16ToFp32(v[e])}));
+      }
+      delta = std::max(delta, (u + d * std::ldexp(1.0, -24)) * std::abs(p.score_scale) * sum);
+    }
+    for (int i = 0; i < d; ++i) {
+      bounds[h * d + i] = vmax[i] * (std::expm1(2 * delta) + u + (n + 8) * std::ldexp(1.0, -23));
+    }
+  }
+  return bounds;
+}
+
+TEST(AttentionTest, EveryPathAndLevelStaysWithinTheFp16BoundOfAFloat64Reference) {
+  // Head dims of the vectorised path (multiples of 64) and of the portable
+  // one (40, 72), odd block sizes, groups of 1 to 8 query heads.
+  const int64_t positions[] = {0, 1, 7, 8, 15, 16, 17, 63, 64, 65, 255, 256, 257, 399};
+  for (Shape shape : {Shape{64, 3, 3, 16}, Shape{256, 1, 4, 16}, Shape{40, 2, 2, 5},
+                      Shape{72, 1, 8, 7}, Shape{128, 2, 1, 3}}) {
+    for (float sharpness : {1.0f, 0.1f}) {
+      const RandomLayer layer(shape, 400, sharpness, 17 + shape.head_dim + shape.group);
+      const int n_heads = shape.n_kv_heads * shape.group;
+      std::vector<float> scratch(400 * shape.group);
+      for (SimdLevel level : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+        for (bool fast : {false, true}) {
+          if (fast && (level == SimdLevel::kScalar || !CpuHasAvx2FmaF16c())) continue;
+          for (F16DotOrder order : {F16DotOrder::kTinyBlas, F16DotOrder::kVecDot}) {
+            for (int64_t pos : positions) {
+              for (int window : {0, 9}) {
+                const AttentionParams params{n_heads, 1.0f / std::sqrt(float(shape.head_dim)),
+                                             window, order};
+                std::vector<float> got(n_heads * shape.head_dim), want(got.size());
+                attention_internal::AttendAtLevel(level, fast, layer.q.data(), layer.view(),
+                                                  layer.table, pos, params, got.data(),
+                                                  scratch.data());
+                AttendOneTokenReference(layer.q.data(), layer.view(), layer.table, pos, params,
+                                        want.data());
+                const std::vector<double> bounds = Fp16Bounds(layer, pos, params);
+                for (size_t e = 0; e < got.size(); ++e) {
+                  ASSERT_LE(std::abs(double{got[e]} - want[e]), bounds[e])
+                      << "d=" << shape.head_dim << " group=" << shape.group << " lanes="
+                      << LanesOf(level) << (fast ? " fast" : " portable") << " pos=" << pos
+                      << " window=" << window << " element " << e;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(AttentionTest, MatchesTheReferenceAtEveryPositionThroughAScrambledBlockTable) {
   const int positions = 37;
   Fixture f(positions, 1);

@@ -258,13 +258,13 @@ struct Loaded {
   std::unique_ptr<CpuBackend> backend;
 };
 
-Loaded Load(const TinyModelOptions& o, int threads = 1) {
+Loaded Load(const TinyModelOptions& o, int threads = 1, KvDtype kv_dtype = KvDtype::kF16) {
   absl::StatusOr<TinyModel> m = LoadTinyModel(o);
   CHECK(m.ok()) << m.status();
   Loaded l{std::move(*m), std::make_unique<CpuBackend>(threads)};
   const absl::Status s = l.backend->LoadModel(l.model.spec.config, l.model.spec.weights);
   CHECK(s.ok()) << s;
-  const absl::Status kv = l.backend->AllocateKvCache({kNumBlocks, kBlockSize});
+  const absl::Status kv = l.backend->AllocateKvCache({kNumBlocks, kBlockSize, kv_dtype});
   CHECK(kv.ok()) << kv;
   return l;
 }
@@ -435,6 +435,60 @@ TEST(CpuBackendTest, F32LogitsMatchAnUnroundedFloat64ForwardForBothArchitectures
       }
     }
   }
+}
+
+// The same with a bf16 KV cache. K, V, Q and the probabilities are then
+// rounded to bf16, whose unit roundoff (2^-8, 8-bit significand) is 8 times
+// fp16's (2^-11); the attention errors above scale with it, so does the
+// bound: observed <= 7.2e-3 here (Llama), 8 * kExactTolerance leaves a 5x margin.
+constexpr double kBf16KvTolerance = 8 * kExactTolerance;
+
+TEST(CpuBackendTest, Bf16KvLogitsMatchAnUnroundedFloat64ForwardWithinBf16Tolerance) {
+  for (Architecture arch : {Architecture::kLlama, Architecture::kGemma3}) {
+    const TinyModelOptions o = OptionsFor({arch, GgmlType::kF32});
+    Loaded l = Load(o, 1, KvDtype::kBF16);
+    ReferenceModel ref(o, *l.model.file, {/*emulate_roundings=*/false});
+    double worst = 0.0;
+    for (int n : kPromptLengths) {
+      const std::vector<int32_t> tokens = RandomTokens(n, o.vocab_size, 200 + n);
+      const std::vector<float> got = Prefill(*l.backend, tokens, ScrambledBlocks(BlocksFor(n), n),
+                                             o.vocab_size);
+      const std::vector<double> want = ref.LastLogits(tokens);
+      for (int i = 0; i < o.vocab_size; ++i) {
+        worst = std::max(worst, std::abs(got[i] - want[i]));
+        ASSERT_NEAR(got[i], want[i], kBf16KvTolerance)
+            << ArchName(arch) << ", prompt length " << n << ", logit " << i;
+      }
+    }
+    RecordProperty(ArchName(arch) + "_max_abs_diff", absl::StrCat(worst));
+  }
+}
+
+TEST(CpuBackendTest, Bf16KvDecodeBatchedWithOtherSequencesGetsTheLogitsItGetsAlone) {
+  const TinyModelOptions o = OptionsFor({Architecture::kGemma3, GgmlType::kQ4_K});
+  const std::vector<int32_t> a = RandomTokens(21, o.vocab_size, 30);
+  const std::vector<int32_t> b = RandomTokens(9, o.vocab_size, 31);
+  const std::vector<int32_t> ids = ScrambledBlocks(kNumBlocks, 4);
+  const std::vector<int32_t> ta(ids.begin(), ids.begin() + BlocksFor(21));
+  const std::vector<int32_t> tb(ids.begin() + BlocksFor(21), ids.begin() + BlocksFor(21) + BlocksFor(9));
+  std::vector<float> alone;
+  {
+    Loaded l = Load(o, 1, KvDtype::kBF16);
+    Prefill(*l.backend, {a.begin(), a.end() - 1}, ta, o.vocab_size);
+    alone = Feed(*l.backend, a, 20, 21, ta, 1, o.vocab_size);
+  }
+  Loaded l = Load(o, 2, KvDtype::kBF16);
+  Prefill(*l.backend, {a.begin(), a.end() - 1}, ta, o.vocab_size);
+  // a's decode step next to b's whole prefill.
+  std::vector<int32_t> tokens = {a.back()};
+  tokens.insert(tokens.end(), b.begin(), b.end());
+  StepBatch batch;
+  batch.tokens = tokens;
+  batch.sequences.push_back({0, 1, 20, ta, true});
+  batch.sequences.push_back({1, 9, 0, tb, true});
+  std::vector<float> logits(2 * o.vocab_size);
+  ASSERT_TRUE(l.backend->Forward(batch, absl::MakeSpan(logits)).ok());
+  ExpectBitIdentical({logits.begin(), logits.begin() + o.vocab_size}, alone, "bf16 decode");
 }
 
 TEST(CpuBackendTest, TiedOutputUsesTheTokenEmbeddingAsTheOutputMatrix) {
@@ -737,6 +791,13 @@ TEST(CpuBackendTest, KvBytesPerBlockCountsKAndVOfEveryLayerInFp16) {
   EXPECT_EQ(l.backend->KvBytesPerBlock(), 2 * 6 * kBlockSize * 1 * 32 * 2);
   EXPECT_EQ(l.backend->kv_cache_config().num_blocks, kNumBlocks);
   EXPECT_EQ(l.backend->kv_cache_config().block_size, kBlockSize);
+  EXPECT_EQ(l.backend->kv_cache_config().dtype, KvDtype::kF16);
+}
+
+TEST(CpuBackendTest, KvBytesPerBlockCountsTwoBytesPerBf16Element) {
+  Loaded l = Load(TinyGemma3Options(), 1, KvDtype::kBF16);
+  EXPECT_EQ(l.backend->kv_cache_config().dtype, KvDtype::kBF16);
+  EXPECT_EQ(l.backend->KvBytesPerBlock(), 2 * 6 * kBlockSize * 1 * 32 * 2);
 }
 
 class LoadModelErrorTest : public ::testing::Test {

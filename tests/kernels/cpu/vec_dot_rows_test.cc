@@ -23,7 +23,30 @@ std::vector<uint8_t> WeightRow(GgmlType type, int n, std::mt19937& rng) {
   std::vector<uint8_t> bytes(RowBytes(type, n));
   for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  if (type == GgmlType::kQ4_K) {
+    for (int b = 0; b < n / kQKK; ++b) {
+      BlockQ4_K& blk = reinterpret_cast<BlockQ4_K*>(bytes.data())[b];
+      blk.d = Fp32ToFp16(1e-4f + 2e-3f * u(rng));
+      blk.dmin = Fp32ToFp16(1e-4f + 2e-3f * u(rng));
+    }
+    return bytes;
+  }
+  if (type == GgmlType::kQ6_K) {
+    for (int b = 0; b < n / kQKK; ++b) {
+      reinterpret_cast<BlockQ6_K*>(bytes.data())[b].d = Fp32ToFp16(1e-4f + 2e-3f * u(rng));
+    }
+    return bytes;
+  }
   for (int b = 0; b < n / kQK; ++b) {
+    if (type == GgmlType::kQ4_0) {
+      reinterpret_cast<BlockQ4_0*>(bytes.data())[b].d = Fp32ToFp16(1e-3f + 0.02f * u(rng));
+    } else if (type == GgmlType::kQ5_0) {
+      reinterpret_cast<BlockQ5_0*>(bytes.data())[b].d = Fp32ToFp16(1e-3f + 0.02f * u(rng));
+    } else if (type == GgmlType::kQ5_1) {
+      BlockQ5_1& blk = reinterpret_cast<BlockQ5_1*>(bytes.data())[b];
+      blk.d = Fp32ToFp16(1e-3f + 0.02f * u(rng));
+      blk.m = Fp32ToFp16(-0.2f * u(rng));
+    }
     if (type == GgmlType::kQ4_1) {
       BlockQ4_1& blk = reinterpret_cast<BlockQ4_1*>(bytes.data())[b];
       blk.d = Fp32ToFp16(1e-3f + 0.02f * u(rng));
@@ -53,6 +76,13 @@ std::vector<uint8_t> ActivationRows(GgmlType type, int n, int n_rows, std::mt199
   return x;
 }
 
+// Row lengths with an odd number of blocks (1, 3, 9 and 25 blocks of 32;
+// 1, 3, 5 and 9 super-blocks of 256).
+std::vector<int> Lengths(GgmlType type) {
+  if (TraitsOf(type).block_elems == kQKK) return {256, 768, 1280, 2304};
+  return {32, 96, 288, 800};
+}
+
 class VecDotRowsTest : public ::testing::TestWithParam<GgmlType> {};
 
 TEST_P(VecDotRowsTest, EveryRowEqualsTheSingleRowDotExactly) {
@@ -61,7 +91,7 @@ TEST_P(VecDotRowsTest, EveryRowEqualsTheSingleRowDotExactly) {
   if (rows_dot == nullptr) GTEST_SKIP() << "no multi-row kernel for this type on this CPU";
   std::mt19937 rng(11);
   const GgmlType act_type = ActivationTypeFor(type);
-  for (int n : {32, 96, 576, 1536}) {
+  for (int n : Lengths(type)) {
     for (int n_rows : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 19}) {
       const std::vector<uint8_t> w = WeightRow(type, n, rng);
       const size_t row_bytes = RowBytes(act_type, n);
@@ -91,7 +121,7 @@ TEST_P(VecDotRowsTest, PackedKernelEqualsTheSingleRowDotExactly) {
   const PackedRowsKernel* kernel = GetPackedRowsKernel(type);
   if (kernel == nullptr) GTEST_SKIP() << "no packed kernel for this type on this CPU";
   std::mt19937 rng(12);
-  for (int n : {32, 96, 576, 1536}) {
+  for (int n : Lengths(type)) {
     for (int n_rows : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 19, 24}) {
       const std::vector<uint8_t> w = WeightRow(type, n, rng);
       const size_t rb = RowBytes(ActivationTypeFor(type), n);
@@ -118,7 +148,9 @@ TEST_P(VecDotRowsTest, PackedKernelEqualsTheSingleRowDotExactly) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, VecDotRowsTest,
-                         ::testing::Values(GgmlType::kQ4_1, GgmlType::kQ8_0),
+                         ::testing::Values(GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,
+                                           GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ4_K,
+                                           GgmlType::kQ6_K),
                          [](const auto& info) { return std::string(TypeName(info.param)); });
 
 }  // namespace
