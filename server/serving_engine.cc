@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<ServingEngine>> ServingEngine::Load(const EngineO
 
   engine::EngineConfig config;
   config.kv_cache_bytes = options.kv_cache_mib << 20;
+  config.kv_dtype = options.kv_dtype;
   config.max_sequences_per_request = options.max_agents;
   config.scheduler.max_running_sequences =
       std::max(options.max_running_sequences, options.max_agents);

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "engine/model/model.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "orchestrator/engine_client.h"
 
@@ -31,6 +32,8 @@ struct EngineOptions {
   std::string model_path;
   int threads = 0;           // CPU threads; 0: every core
   int64_t kv_cache_mib = 512;
+  // KV element type: fp16 (logits bit-identical to llama.cpp's) or bf16.
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
   int max_agents = 8;        // sequences per request (Contemplate agents)
   int max_running_sequences = 64;  // engine batch slots (raised to max_agents)
 };

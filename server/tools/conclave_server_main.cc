@@ -46,6 +46,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "engine/tools/dash_flags.h"
+#include "kernels/backend.h"
 #include "server/access_control.h"
 #include "server/auth/open_mode.h"
 #include "server/grpc_server.h"
@@ -63,6 +64,8 @@ ABSL_FLAG(std::string, bind, "127.0.0.1", "address to listen on");
 ABSL_FLAG(int, threads, 0, "CPU threads of the backend (0: all cores)");
 ABSL_FLAG(int, max_agents, 8, "most agents per Contemplate request");
 ABSL_FLAG(int64_t, kv_cache_mib, 512, "KV cache size in MiB");
+ABSL_FLAG(std::string, kv_dtype, "fp16",
+          "KV cache element type: fp16 (bit-identical to llama.cpp) or bf16");
 ABSL_FLAG(int, max_prompt_tokens, 0, "most prompt tokens per request (0: the model's context - 1)");
 ABSL_FLAG(int, max_tokens_limit, 0, "largest max_tokens a request may ask for (0: context - 1)");
 ABSL_FLAG(int, max_concurrent_requests, 256, "most Generate/Contemplate calls running at once");
@@ -118,6 +121,10 @@ int main(int argc, char** argv) {
   }
   engine_options.threads = absl::GetFlag(FLAGS_threads);
   engine_options.kv_cache_mib = absl::GetFlag(FLAGS_kv_cache_mib);
+  absl::StatusOr<conclave::kernels::KvDtype> kv_dtype =
+      conclave::kernels::ParseKvDtype(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_dtype.ok()) return Fail(kv_dtype.status());
+  engine_options.kv_dtype = *kv_dtype;
   engine_options.max_agents = absl::GetFlag(FLAGS_max_agents);
   const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   if (grace < absl::ZeroDuration()) {
@@ -174,9 +181,10 @@ int main(int argc, char** argv) {
   const conclave::server::ModelInfo& info = (*serving)->info();
   spdlog::info(
       "serving model={} arch={} quant={} context={} chat_format={} threads={} kv_cache_mib={} "
-      "max_agents={} max_prompt_tokens={} max_tokens_limit={}",
+      "kv_dtype={} max_agents={} max_prompt_tokens={} max_tokens_limit={}",
       info.id, info.architecture, info.quantization, info.context_length, info.chat_format,
-      (*serving)->threads(), engine_options.kv_cache_mib, engine_options.max_agents,
+      (*serving)->threads(), engine_options.kv_cache_mib,
+      conclave::kernels::KvDtypeName(engine_options.kv_dtype), engine_options.max_agents,
       (*server)->limits().max_prompt_tokens, (*server)->limits().max_tokens_limit);
   // "listening" stays the first line: clients that read only it keep working.
   std::printf("listening %s\n", (*server)->address().c_str());

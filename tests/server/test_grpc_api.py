@@ -248,6 +248,26 @@ def test_a_truncated_model_file_is_refused_with_exit_status_1(tmp_path, server_p
     assert b"listening" not in result.stdout
 
 
+def test_a_bf16_kv_cache_serves_generate(api, start_server):
+    server = start_server("--kv-dtype", "bf16")
+    assert "kv_dtype=bf16" in server.log()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = api.grpc.ConclaveStub(channel)
+        deltas, final = collect(stub.Generate(ask(api, "Name three colors.", 16),
+                                              timeout=CALL_TIMEOUT_S))
+    assert final is not None and final.usage.generated_tokens == len(
+        [t for d in deltas for t in d.token_ids]) > 0
+
+
+def test_an_unknown_kv_dtype_is_refused_with_exit_status_1(server_paths):
+    result = subprocess.run(
+        [str(server_paths.binary), "--model", str(server_paths.model), "--grpc-port", "0",
+         "--metrics-port", "-1", "--kv-dtype", "fp8"], capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert b"fp8" in result.stderr
+    assert b"listening" not in result.stdout
+
+
 def test_grpcurl_style_discovery_needs_no_proto_files(server):
     """grpcurl, when installed, lists the services through reflection."""
     grpcurl = shutil.which("grpcurl")
