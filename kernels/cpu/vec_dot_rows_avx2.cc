@@ -41,60 +41,28 @@ void Q4_1Tile(const BlockQ4_1* w, const uint8_t* x, size_t x_row_bytes, int64_t 
   for (int t = 0; t < kRows; ++t) y[t * y_stride] = HorizontalSum(acc[t]) + summs[t];
 }
 
-// Q8_0 x Q8_0 for kRows activation rows (DotQ8_0Q8_0's steps per row).
-template <int kRows>
-void Q8_0Tile(const BlockQ8_0* w, const uint8_t* x, size_t x_row_bytes, int64_t nb, float* y,
-              int64_t y_stride) {
-  __m256 acc[kRows];
-  for (int t = 0; t < kRows; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float dw = F16(w[ib].d);
-    const __m256i qw = Load256(w[ib].qs);
-    const __m256i abs_w = _mm256_sign_epi8(qw, qw);
-    for (int t = 0; t < kRows; ++t) {
-      const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_row_bytes)[ib];
-      const __m256 d = _mm256_set1_ps(dw * F16(xb.d));
-      const __m256i signed_x = _mm256_sign_epi8(Load256(xb.qs), qw);
-      const __m256 q = _mm256_cvtepi32_ps(DotU8I8(abs_w, signed_x));
-      acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-    }
-  }
-  for (int t = 0; t < kRows; ++t) y[t * y_stride] = HorizontalSum(acc[t]);
+// The 32 signed quants of one weight block whose activations are Q8_0
+// (the unpacking of DotQ8_0Q8_0, DotQ4_0Q8_0 and DotQ5_0Q8_0).
+__m256i SignedQuants(const BlockQ8_0& b) { return Load256(b.qs); }
+__m256i SignedQuants(const BlockQ4_0& b) {
+  return _mm256_sub_epi8(Nibbles32(b.qs), _mm256_set1_epi8(8));
+}
+__m256i SignedQuants(const BlockQ5_0& b) {
+  const __m256i no_hi =
+      _mm256_andnot_si256(BitsToBytes32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
+  return _mm256_or_si256(Nibbles32(b.qs), no_hi);
 }
 
-// Q4_0 x Q8_0 for kRows activation rows (DotQ4_0Q8_0's steps per row: the
-// weight's |q - 8| and signs are taken once per block).
-template <int kRows>
-void Q4_0Tile(const BlockQ4_0* w, const uint8_t* x, size_t x_row_bytes, int64_t nb, float* y,
-              int64_t y_stride) {
+// Q8_0, Q4_0 or Q5_0 x Q8_0 for kRows activation rows (the single-row dot's
+// steps per row: the weight's |q| and signs are taken once per block).
+template <int kRows, typename Block>
+void SignedQuantsTile(const Block* w, const uint8_t* x, size_t x_row_bytes, int64_t nb, float* y,
+                      int64_t y_stride) {
   __m256 acc[kRows];
   for (int t = 0; t < kRows; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t ib = 0; ib < nb; ++ib) {
     const float dw = F16(w[ib].d);
-    const __m256i qw = _mm256_sub_epi8(Nibbles32(w[ib].qs), _mm256_set1_epi8(8));
-    const __m256i abs_w = _mm256_sign_epi8(qw, qw);
-    for (int t = 0; t < kRows; ++t) {
-      const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_row_bytes)[ib];
-      const __m256 d = _mm256_set1_ps(dw * F16(xb.d));
-      const __m256i signed_x = _mm256_sign_epi8(Load256(xb.qs), qw);
-      const __m256 q = _mm256_cvtepi32_ps(DotU8I8(abs_w, signed_x));
-      acc[t] = _mm256_fmadd_ps(d, q, acc[t]);
-    }
-  }
-  for (int t = 0; t < kRows; ++t) y[t * y_stride] = HorizontalSum(acc[t]);
-}
-
-// Q5_0 x Q8_0 for kRows activation rows (DotQ5_0Q8_0's steps per row).
-template <int kRows>
-void Q5_0Tile(const BlockQ5_0* w, const uint8_t* x, size_t x_row_bytes, int64_t nb, float* y,
-              int64_t y_stride) {
-  __m256 acc[kRows];
-  for (int t = 0; t < kRows; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    const float dw = F16(w[ib].d);
-    const __m256i no_hi = _mm256_andnot_si256(BitsToBytes32(w[ib].qh),
-                                              _mm256_set1_epi8(static_cast<char>(0xF0)));
-    const __m256i qw = _mm256_or_si256(Nibbles32(w[ib].qs), no_hi);
+    const __m256i qw = SignedQuants(w[ib]);
     const __m256i abs_w = _mm256_sign_epi8(qw, qw);
     for (int t = 0; t < kRows; ++t) {
       const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_row_bytes)[ib];
@@ -276,10 +244,10 @@ void Rows(const void* vw, const uint8_t* x, size_t x_row_bytes, int n_rows, int6
       Fn<kRows>(w, x, xb, nb, y, s);                                                        \
     }                                                                                       \
   };
-CONCLAVE_TILE(Q4_0, BlockQ4_0, Q4_0Tile)
+CONCLAVE_TILE(Q4_0, BlockQ4_0, SignedQuantsTile)
 CONCLAVE_TILE(Q4_1, BlockQ4_1, Q4_1Tile)
-CONCLAVE_TILE(Q8_0, BlockQ8_0, Q8_0Tile)
-CONCLAVE_TILE(Q5_0, BlockQ5_0, Q5_0Tile)
+CONCLAVE_TILE(Q8_0, BlockQ8_0, SignedQuantsTile)
+CONCLAVE_TILE(Q5_0, BlockQ5_0, SignedQuantsTile)
 CONCLAVE_TILE(Q5_1, BlockQ5_1, Q5_1Tile)
 CONCLAVE_TILE(Q4_K, BlockQ4_K, Q4_KTile)
 CONCLAVE_TILE(Q6_K, BlockQ6_K, Q6_KTile)
