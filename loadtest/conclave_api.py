@@ -36,7 +36,8 @@ def build_dir():
 
 def load_stubs(out=None):
     """Generates the Python stubs into `out` (default: a new temporary
-    directory) and imports them."""
+    directory) and imports them: .pb (messages), .grpc (stubs), .stubs_dir
+    (where they are, for a client in another process)."""
     import grpc_tools
     from grpc_tools import protoc
 
@@ -53,7 +54,7 @@ def load_stubs(out=None):
         pb_grpc = importlib.import_module("conclave.v1.conclave_pb2_grpc")
     finally:
         sys.path.remove(out)
-    return types.SimpleNamespace(pb=pb, grpc=pb_grpc)
+    return types.SimpleNamespace(pb=pb, grpc=pb_grpc, stubs_dir=out)
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
