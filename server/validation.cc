@@ -270,6 +270,11 @@ absl::StatusOr<TokenBudget> ResolveTokenBudget(const GeneratePlan& plan, int pro
     int wanted = thinking ? kDefaultThinkingMaxTokens : kDefaultInstantMaxTokens;
     if (plan.thinking_budget.has_value()) wanted = std::max(wanted, *plan.thinking_budget + 256);
     budget.max_tokens = std::min({wanted, limits.max_tokens_limit, room});
+    // Only the server's limit can be below the mode's minimum (room is not).
+    if (budget.max_tokens < min_tokens) {
+      return Invalid(GenerateModeName(plan.mode), " mode generates at least ", min_tokens,
+                     " tokens; the server's --max-tokens-limit is ", limits.max_tokens_limit);
+    }
   }
   if (thinking) {
     if (plan.thinking_budget.has_value()) {
@@ -326,11 +331,22 @@ absl::Status ValidateContemplateRequest(const v1::ContemplateRequest& request,
   }
   const std::optional<int> max_tokens = OptionalInt(request.has_max_tokens(), request.max_tokens());
   if (absl::StatusOr<int> m = ValidateMaxTokens(max_tokens, 2, limits); !m.ok()) return m.status();
+  // What the agents get: the request's max_tokens, else the default lowered
+  // to the server's limit (ToContemplateOptions); thinking_budget is below it.
+  const int agent_max_tokens =
+      max_tokens.value_or(std::min(kDefaultContemplateMaxTokens, limits.max_tokens_limit));
+  if (agent_max_tokens < 2) {
+    return Invalid("Contemplate agents generate at least 2 tokens; the server's "
+                   "--max-tokens-limit is ", limits.max_tokens_limit);
+  }
   if (request.has_thinking_budget()) {
-    const int upper = max_tokens.value_or(limits.max_tokens_limit) - 1;
+    const int upper = agent_max_tokens - 1;
     if (request.thinking_budget() < 1 || request.thinking_budget() > upper) {
       return Invalid("thinking_budget=", request.thinking_budget(), " must be in [1, ", upper,
-                     "] (max_tokens - 1)");
+                     "] (max_tokens - 1",
+                     max_tokens.has_value()
+                         ? std::string(")")
+                         : absl::StrCat("; max_tokens is absent, so ", agent_max_tokens, ")"));
     }
   }
   const v1::ConsensusStopping& consensus = request.stopping().consensus();

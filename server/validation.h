@@ -52,10 +52,19 @@ struct GeneratePlan {
   std::optional<int> max_tokens;       // as requested
   std::optional<int> thinking_budget;  // as requested (thinking mode)
   std::vector<std::string> stop;
+  // Sequences sampled from the prompt (MODE_INSTANT only): sequence i draws
+  // with seed + i. The gRPC API always asks for one; the HTTP endpoint's
+  // `n` sets it, within RequestLimits::max_agents.
+  int n = 1;
 };
 
 absl::StatusOr<GeneratePlan> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                      const RequestLimits& limits);
+
+// ContemplateRequest.max_tokens when absent (conclave.proto), before it is
+// lowered to --max-tokens-limit: validation checks thinking_budget against
+// it and ToContemplateOptions gives it to the agents.
+inline constexpr int kDefaultContemplateMaxTokens = 1024;
 
 // Validates every field of a Contemplate request (agents in [1, max_agents],
 // sampling, budgets, stopping policy, enums) without running anything.

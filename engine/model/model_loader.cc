@@ -1,12 +1,18 @@
 #include "engine/model/model_loader.h"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 
 namespace conclave::engine {
 namespace {
+
+// The tensors every layer has (attn_norm, attn_q/k/v/output, ffn_norm,
+// ffn_gate/up/down).
+constexpr int64_t kTensorsPerLayer = 9;
 
 using kernels::Architecture;
 using kernels::ModelConfig;
@@ -15,7 +21,7 @@ using kernels::WeightTensor;
 absl::StatusOr<int64_t> RequireInt(const GgufFile& f, const std::string& key) {
   std::optional<int64_t> v = f.GetInt(key);
   if (!v.has_value()) return absl::InvalidArgumentError(absl::StrCat("GGUF lacks integer key ", key));
-  if (*v <= 0 || *v > (int64_t{1} << 31)) {
+  if (*v <= 0 || *v > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat("GGUF key ", key, "=", *v, " out of range"));
   }
   return *v;
@@ -64,6 +70,12 @@ absl::StatusOr<LoadedModelSpec> LoadModelSpec(const GgufFile& f) {
                          get("attention.head_count", &c.n_heads),
                          get("context_length", &c.context_length)}) {
     if (!s.ok()) return s;
+  }
+  // A layer count the file cannot hold fails before anything is sized by it.
+  if (c.n_layers > static_cast<int64_t>(f.tensors().size()) / kTensorsPerLayer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        a, ".block_count=", c.n_layers, " needs at least ", kTensorsPerLayer,
+        " tensors per layer; the file has ", f.tensors().size(), " tensors"));
   }
   c.n_kv_heads = static_cast<int>(f.GetInt(a + ".attention.head_count_kv").value_or(c.n_heads));
   if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0) {

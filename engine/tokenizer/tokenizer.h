@@ -56,7 +56,10 @@ class Tokenizer {
   std::string TokenPiece(int32_t id) const;
 
   // Concatenated TokenPiece of every id (special tokens included, no space
-  // stripping), so Decode(Encode(s, false, true)) == s for valid UTF-8 s.
+  // stripping), so Decode(Encode(s, false, true)) == s for valid UTF-8 s
+  // whose bytes all have a token: byte-level BPE drops a byte whose alphabet
+  // character is not in the vocab, as llama.cpp does (SmolLM2 has none for
+  // 0x04, 0x06, 0x13, 0x14, 0x16 and 0x1D).
   std::string Decode(absl::Span<const int32_t> ids) const;
 
   Type type() const { return type_; }

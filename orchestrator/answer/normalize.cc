@@ -11,6 +11,7 @@ namespace {
 
 // Fraction parts are parsed into uint64_t: 18 digits always fit.
 constexpr size_t kMaxFractionDigits = 18;
+constexpr uint64_t kMaxFractionPart = 999'999'999'999'999'999;  // 18 digits
 constexpr uint64_t kDecimalScale = 1000000;  // 10^kMaxFractionDecimals
 constexpr int kMaxDecorationRounds = 16;
 
@@ -341,9 +342,12 @@ std::optional<std::string> NormalizeNumber(std::string_view text) {
           const std::string_view q_digits = c.Digits();
           if (!q_digits.empty() && ParseSmall(int_digits, &whole) &&
               ParseSmall(p_digits, &p) && ParseSmall(q_digits, &q) && p < q) {
+            // The improper fraction's numerator is a fraction part too: over
+            // 18 digits it is not a number (so that the canonical form
+            // "total/q" is itself one).
             uint64_t total = 0;
             if (__builtin_mul_overflow(whole, q, &total) ||
-                __builtin_add_overflow(total, p, &total)) {
+                __builtin_add_overflow(total, p, &total) || total > kMaxFractionPart) {
               return std::nullopt;
             }
             value = CanonicalFraction(negative, total, q);

@@ -250,6 +250,29 @@ TEST(ValidationTest, RejectsPromptsOverTheLimitOrTheContext) {
               HasSubstr("prompt of 200 tokens + max_tokens=100 exceeds the model's context of 256"));
 }
 
+TEST(ValidationTest, ThinkingModeNeedsAMaxTokensLimitOfTwo) {
+  // Found by generate_request_fuzz (fuzz/corpus/generate_request_fuzz/
+  // regress_thinking_max_tokens_limit_1): with --max-tokens-limit 1 the
+  // default budget was one token, and the thinking budget clamp(0, 1, 0).
+  RequestLimits limits = Limits();
+  limits.max_tokens_limit = 1;
+  v1::GenerateRequest t = UserAsks("hi");
+  t.set_mode(v1::MODE_THINKING);
+  absl::StatusOr<GeneratePlan> plan = ValidateGenerateRequest(t, limits);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  absl::StatusOr<TokenBudget> b = ResolveTokenBudget(*plan, 10, limits);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(b.status().message(),
+              HasSubstr("thinking mode generates at least 2 tokens; the server's "
+                        "--max-tokens-limit is 1"));
+
+  plan = ValidateGenerateRequest(UserAsks("hi"), limits);  // instant mode fits
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  b = ResolveTokenBudget(*plan, 10, limits);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->max_tokens, 1);
+}
+
 v1::ContemplateRequest Question() {
   v1::ContemplateRequest r;
   v1::ChatMessage* m = r.add_messages();
@@ -267,6 +290,40 @@ TEST(ValidationTest, ContemplateAgentsMustBeWithinMaxAgents) {
   EXPECT_THAT(Error(r), HasSubstr("agents=0 must be in [1, 8]"));
   r.set_agents(8);
   EXPECT_EQ(Error(r), "OK");
+}
+
+TEST(ValidationTest, ContemplateThinkingBudgetStaysBelowTheDefaultMaxTokens) {
+  // Found by contemplate_request_fuzz (fuzz/corpus/contemplate_request_fuzz/
+  // seed_thinking_budget_only.pb): without max_tokens the budget was checked
+  // against --max-tokens-limit, but the agents get max_tokens 1024, and the
+  // orchestrator refused the run after admission.
+  RequestLimits limits = Limits();
+  limits.max_tokens_limit = 4096;
+  v1::ContemplateRequest r = Question();
+  r.set_thinking_budget(2000);
+  absl::Status s = ValidateContemplateRequest(r, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("thinking_budget=2000 must be in [1, 1023] (max_tokens - 1; "
+                                     "max_tokens is absent, so 1024)"));
+  r.set_thinking_budget(1023);
+  EXPECT_TRUE(ValidateContemplateRequest(r, limits).ok());
+  r.set_max_tokens(3000);
+  r.set_thinking_budget(2000);
+  EXPECT_TRUE(ValidateContemplateRequest(r, limits).ok());
+
+  // Below the default, the server's limit is what the agents get.
+  r = Question();
+  r.set_thinking_budget(255);
+  EXPECT_THAT(Error(r), HasSubstr("thinking_budget=255 must be in [1, 254]"));
+}
+
+TEST(ValidationTest, ContemplateNeedsAMaxTokensLimitOfTwo) {
+  RequestLimits limits = Limits();
+  limits.max_tokens_limit = 1;
+  absl::Status s = ValidateContemplateRequest(Question(), limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("Contemplate agents generate at least 2 tokens; the "
+                                     "server's --max-tokens-limit is 1"));
 }
 
 TEST(ValidationTest, ContemplateChecksItsOtherFields) {

@@ -199,6 +199,26 @@ TEST(ModelLoaderTest, ZeroOrHugeDimensionsAreOutOfRange) {
   s = LoadStatus(huge.Build());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("llama.block_count"));
+  GgufWriter int_max_plus_one = TinyModelWriter(o);
+  int_max_plus_one.AddUint32("llama.block_count", uint32_t{1} << 31);
+  s = LoadStatus(int_max_plus_one.Build());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("llama.block_count=2147483648 out of range"));
+}
+
+TEST(ModelLoaderTest, ABlockCountTheTensorsCannotHoldFailsBeforeAllocating) {
+  // Found by gguf_reader_fuzz (fuzz/corpus/gguf_reader_fuzz/
+  // regress_block_count_201326592): the layers were allocated for the
+  // block count (~188 GB) before their tensors were looked up.
+  TinyModelOptions o = TinyLlamaOptions();
+  o.omit = {"llama.block_count"};
+  GgufWriter w = TinyModelWriter(o);
+  w.AddUint32("llama.block_count", 201326592);
+  absl::Status s = LoadStatus(w.Build());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("llama.block_count=201326592 needs at least 9 tensors per layer; the "
+                        "file has 21 tensors"));
 }
 
 TEST(ModelLoaderTest, UnsupportedArchitectureIsNamed) {

@@ -111,6 +111,15 @@ TEST_F(SmolLmTokenizerTest, InvalidUtf8BecomesReplacementCharacters) {
             "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+TEST_F(SmolLmTokenizerTest, DropsBytesWithoutATokenAsLlamaCppDoes) {
+  // Found by tokenizer_fuzz (fuzz/corpus/tokenizer_fuzz/
+  // regress_byte_without_token): the vocab has no character for 0x04, so
+  // the round trip loses it; llama.cpp tokenizes "\x04!" as [17] too.
+  EXPECT_THAT(tok_->Encode("\x04!", false, true), ElementsAre(17));
+  EXPECT_EQ(tok_->Decode(tok_->Encode("\x04" "a\x06\x13\x14\x16\x1D", false, true)), "a");
+  EXPECT_EQ(tok_->Decode(tok_->Encode("\x01\x05\x7F", false, true)), "\x01\x05\x7F");
+}
+
 TEST_F(SmolLmTokenizerTest, EndOfGenerationIncludesImEndAndEndOfText) {
   EXPECT_TRUE(tok_->IsEndOfGeneration(2));  // <|im_end|>
   EXPECT_TRUE(tok_->IsEndOfGeneration(0));  // <|endoftext|>

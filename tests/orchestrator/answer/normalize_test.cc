@@ -112,7 +112,20 @@ TEST(NormalizeNumberTest, RejectsWhatIsNotOneNumber) {
   EXPECT_EQ(NormalizeNumber("--5"), std::nullopt);
   EXPECT_EQ(NormalizeNumber("2 3/2"), std::nullopt);  // not a proper mixed number
   EXPECT_EQ(NormalizeNumber("1234567890123456789/2"), std::nullopt);  // 19 digits
+  // A mixed number whose improper numerator has 19 digits (fuzz/corpus/
+  // answer_extraction_fuzz/regress_mixed_number_19_digits).
+  EXPECT_EQ(NormalizeNumber("2 1/699999999999999999"), std::nullopt);
   EXPECT_EQ(NormalizeNumber("\\frac12"), std::nullopt);
+}
+
+TEST(NormalizeNumberTest, EveryCanonicalFormNormalisesToItself) {
+  for (const char* text : {"2 1/2", "1 1/3 cups", "2 1/69999999999999999", "-\\frac{4}{2}",
+                           "1/128", "-2/6", "$1,234.50", "007", "-0.000", ".5",
+                           "999999999999999999/7"}) {
+    const std::optional<std::string> canonical = NormalizeNumber(text);
+    ASSERT_TRUE(canonical.has_value()) << text;
+    EXPECT_THAT(NormalizeNumber(*canonical), Optional(Eq(*canonical))) << text;
+  }
 }
 
 TEST(NormalizeTextTest, TrimsCollapsesLowercasesAndDropsMathAndPeriod) {
