@@ -33,12 +33,9 @@ struct Engine::RequestState {
 
 namespace {
 
-// Ends the request's queue time at `now` (the first step that runs it, or
-// its end if it never ran); later calls change nothing.
-void LeaveQueue(absl::Time now, absl::Time submitted_at, bool& left_queue, RequestUsage& usage) {
-  if (left_queue) return;
-  usage.queue_time = now - submitted_at;
-  left_queue = true;
+absl::Status Overloaded(int queued) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("server overloaded: ", queued, " requests queued, retry later"));
 }
 
 }  // namespace
@@ -172,19 +169,75 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(EngineRequest requ
   state->usage.prompt_tokens = static_cast<int>(request.prompt.size());
   state->request = std::move(request);
   std::shared_ptr<RequestStream> stream = state->stream;
+  const bool continuation = state->request.continuation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return absl::UnavailableError("engine is shutting down");
-    if (inbox_submits_ + waiting_groups_ >= config_.scheduler.max_waiting_groups) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "waiting queue is full (", config_.scheduler.max_waiting_groups,
-          " requests); retry later"));
-    }
+    if (absl::Status s = AdmitLocked(continuation); !s.ok()) return s;
+    if (!continuation) ++queued_new_;
     ++inbox_submits_;
     inbox_.push_back(Command{Command::Kind::kSubmit, id, 0, std::move(state)});
   }
   wake_.notify_all();
   return stream;
+}
+
+absl::Status Engine::CheckAdmission() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return absl::UnavailableError("engine is shutting down");
+  return AdmitLocked(/*continuation=*/false);
+}
+
+absl::Status Engine::AdmitLocked(bool continuation) {
+  // Requests in the inbox are counted as waiting until the loop takes them.
+  const int waiting = inbox_submits_ + waiting_groups_;
+  if (waiting >= config_.scheduler.max_waiting_groups) {
+    ++rejected_queue_full_;
+    return Overloaded(waiting);
+  }
+  if (!continuation && config_.max_queued_requests > 0 &&
+      queued_new_ >= config_.max_queued_requests) {
+    ++rejected_queue_full_;
+    return Overloaded(queued_new_);
+  }
+  return absl::OkStatus();
+}
+
+void Engine::LeaveQueue(RequestState& st, absl::Time now) {
+  if (st.left_queue) return;
+  st.usage.queue_time = now - st.submitted_at;
+  st.left_queue = true;
+  if (st.request.continuation) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  --queued_new_;
+}
+
+void Engine::ExpireQueued(absl::Time now) {
+  while (!queue_order_.empty()) {
+    auto it = requests_.find(queue_order_.front());
+    if (it == requests_.end() || it->second->left_queue) {
+      queue_order_.pop_front();
+      continue;
+    }
+    RequestState& st = *it->second;
+    const absl::Duration waited = now - st.submitted_at;
+    // Submit order is queue_time order: everything behind waited less.
+    if (waited < config_.max_queue_wait) break;
+    queue_order_.pop_front();
+    LeaveQueue(st, now);
+    scheduler_.AbortGroup(st.id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++expired_in_queue_;
+    }
+    st.stream->Close(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "server overloaded: the request waited ", absl::ToInt64Milliseconds(waited),
+            " ms in the queue without starting, max_queue_wait_ms=",
+            absl::ToInt64Milliseconds(config_.max_queue_wait), "; retry later")),
+        st.usage);
+    requests_.erase(it);
+  }
 }
 
 void Engine::Abort(int64_t request_id) {
@@ -219,6 +272,9 @@ void Engine::Loop() {
       stopping = stopping_;
     }
     HandleCommands(commands);
+    if (!stopping && config_.max_queue_wait != absl::InfiniteDuration()) {
+      ExpireQueued(absl::Now());
+    }
     if (stopping) {
       FailAll(absl::UnavailableError("engine shut down"));
       PublishStats();
@@ -246,9 +302,12 @@ void Engine::HandleCommands(std::deque<Command>& commands) {
           waiting_groups_ = scheduler_.stats().waiting_groups;
         }
         if (!s.ok()) {
-          LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
+          LeaveQueue(st, absl::Now());
           st.stream->Close(s, st.usage);
           break;
+        }
+        if (!st.request.continuation && config_.max_queue_wait != absl::InfiniteDuration()) {
+          queue_order_.push_back(st.id);
         }
         requests_[st.id] = std::move(c.state);
         break;
@@ -286,7 +345,7 @@ void Engine::AbortRequest(int64_t request_id) {
   auto it = requests_.find(request_id);
   if (it == requests_.end()) return;
   RequestState& st = *it->second;
-  LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
+  LeaveQueue(st, absl::Now());
   scheduler_.AbortGroup(request_id);
   for (int i = 0; i < st.request.n; ++i) {
     if (st.finished[i]) continue;
@@ -311,7 +370,7 @@ void Engine::FailAll(const absl::Status& status) {
   for (const auto& [id, st] : requests_) ids.push_back(id);
   for (int64_t id : ids) {
     RequestState& st = *requests_[id];
-    LeaveQueue(absl::Now(), st.submitted_at, st.left_queue, st.usage);
+    LeaveQueue(st, absl::Now());
     scheduler_.AbortGroup(id);
     for (int i = 0; i < st.request.n; ++i) {
       if (st.finished[i]) continue;
@@ -354,10 +413,7 @@ void Engine::Step() {
       // A request's first step is always a prefill chunk (at least its last
       // prompt token is computed), so its queue time ends here.
       auto it = requests_.find(seq.group_id);
-      if (it != requests_.end()) {
-        RequestState& st = *it->second;
-        LeaveQueue(now, st.submitted_at, st.left_queue, st.usage);
-      }
+      if (it != requests_.end()) LeaveQueue(*it->second, now);
       if (it != requests_.end() && !it->second->usage_counted_cache && seq.index == 0 &&
           seq.num_preemptions == 0) {
         it->second->usage.cached_prompt_tokens = seq.num_computed;
@@ -467,6 +523,9 @@ void Engine::PublishStats() {
   if (requests_.empty()) s.leaked_blocks = s.kv.used_blocks;
   std::lock_guard<std::mutex> lock(mu_);
   waiting_groups_ = sched.waiting_groups;
+  s.queued_requests = queued_new_;
+  s.rejected_queue_full = rejected_queue_full_;
+  s.expired_in_queue = expired_in_queue_;
   stats_ = s;
 }
 

@@ -27,6 +27,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "engine/kv/block_manager.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
@@ -44,6 +45,16 @@ struct EngineConfig {
   kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
   SchedulerConfig scheduler;
   int max_sequences_per_request = 32;  // n limit
+  // Admission of new work (docs/overload.md). The queue is the new requests
+  // (not continuations) submitted and not yet started. Submit refuses a new
+  // request with RESOURCE_EXHAUSTED "server overloaded: N requests queued,
+  // retry later" when max_queued_requests are queued (0: no bound but
+  // scheduler.max_waiting_groups), and fails one still queued
+  // max_queue_wait after its Submit with RESOURCE_EXHAUSTED instead of
+  // running it late (InfiniteDuration: never). Nothing of a refused or
+  // expired request has run, so nothing is wasted.
+  int max_queued_requests = 0;
+  absl::Duration max_queue_wait = absl::InfiniteDuration();
   // Runs BlockManager::CheckConsistency after every step and aborts the
   // process on a violation (tests; costs a walk over all block tables).
   bool check_invariants = false;
@@ -53,7 +64,10 @@ struct EngineStats {
   int active_requests = 0;
   int running_sequences = 0;
   int waiting_sequences = 0;
-  int waiting_requests = 0;  // admitted, not started
+  int waiting_requests = 0;  // admitted, not started (continuations included)
+  int queued_requests = 0;   // new requests admitted, not started (max_queued_requests)
+  int64_t rejected_queue_full = 0;  // new requests refused: the queue was full
+  int64_t expired_in_queue = 0;     // new requests failed after max_queue_wait
   BlockManagerStats kv;
   int64_t preemptions = 0;
   int64_t steps = 0;
@@ -78,9 +92,17 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Validates and queues a request. INVALID_ARGUMENT names the bad field and
-  // its limit; RESOURCE_EXHAUSTED when the waiting queue is full;
-  // UNAVAILABLE after Shutdown. On error nothing is queued.
+  // its limit; RESOURCE_EXHAUSTED when the queue is full (max_queued_requests
+  // for a new request, max_waiting_groups for any); UNAVAILABLE after
+  // Shutdown. On error nothing is queued. A new request still queued after
+  // max_queue_wait ends with RESOURCE_EXHAUSTED on its stream.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(EngineRequest request);
+
+  // What Submit would answer a new request about the queue now: OK, or its
+  // RESOURCE_EXHAUSTED (counted in rejected_queue_full) or UNAVAILABLE.
+  // Cheap (one lock), so that a caller can refuse a call before preparing
+  // it (rendering, tokenizing); Submit still decides.
+  absl::Status CheckAdmission();
 
   // Ends a whole request, or one of its sequences, at the next step boundary:
   // its blocks are freed and its stream gets a final kAborted delta. Unknown
@@ -110,6 +132,14 @@ class Engine {
                       std::vector<int64_t>& finished);
   void FinishRequestIfDone(int64_t request_id);
   void FailAll(const absl::Status& status);
+  // The admission check of Submit and CheckAdmission. Needs mu_.
+  absl::Status AdmitLocked(bool continuation);
+  // Ends the request's queue time at `now` (the first step that runs it, or
+  // its end if it never ran) and takes a new request off the admission
+  // queue; later calls change nothing.
+  void LeaveQueue(RequestState& st, absl::Time now);
+  // Fails the new requests still queued max_queue_wait after their Submit.
+  void ExpireQueued(absl::Time now);
   void AbortRequest(int64_t request_id);
   // Records sequence `index` as aborted and sends its final delta.
   void MarkAborted(RequestState& st, int index);
@@ -127,6 +157,9 @@ class Engine {
   std::vector<float> logits_;
   std::vector<int32_t> step_tokens_;
   int64_t steps_ = 0, computed_tokens_ = 0, generated_tokens_ = 0;
+  // New requests in Submit order, while max_queue_wait is finite; those that
+  // have started or ended are dropped when they reach the front.
+  std::deque<int64_t> queue_order_;
 
   mutable std::mutex mu_;       // guards inbox_, stopping_, stats_ and the counts below
   std::condition_variable wake_;
@@ -134,6 +167,9 @@ class Engine {
   bool stopping_ = false;
   int inbox_submits_ = 0;     // Submit commands not yet taken by the loop
   int waiting_groups_ = 0;    // the scheduler's, as of the last step
+  int queued_new_ = 0;        // new requests submitted and not started or ended
+  int64_t rejected_queue_full_ = 0;
+  int64_t expired_in_queue_ = 0;
   EngineStats stats_;
   std::atomic<int64_t> next_request_id_{1};
   std::thread loop_;

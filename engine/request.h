@@ -26,6 +26,12 @@ struct EngineRequest {
   bool ignore_eos = false;  // keep going past the model's end-of-generation tokens
   uint64_t cache_salt = 0;  // prefix-cache tenant: blocks are shared only within a salt
   int confidence_window = 2048;  // tokens in the sliding mean of confidence
+  // Part of a call whose first request already runs (the answer phase of
+  // thinking, further agent groups, forced answers, aggregator passes).
+  // Exempt from EngineConfig::max_queued_requests and max_queue_wait, so a
+  // full queue never wastes work already admitted; still bounded by
+  // SchedulerConfig::max_waiting_groups.
+  bool continuation = false;
 };
 
 enum class FinishReason {

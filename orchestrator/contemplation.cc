@@ -272,6 +272,14 @@ class Contemplation::Runner {
     return o_.thinking_budget > 0 ? std::min(o_.thinking_budget, total) : total;
   }
 
+  // Every request after the run's first is submitted once the first has
+  // produced tokens (further agent groups, forced answers, aggregator
+  // passes): work the engine has admitted, never refused for a full queue.
+  absl::StatusOr<std::shared_ptr<engine::RequestStream>> Submit(engine::EngineRequest r) {
+    r.continuation = !streams_.empty();
+    return owner_.Submit(std::move(r));
+  }
+
   absl::Status SubmitGroup(const std::vector<int>& group) {
     // Agents stopped before their request went out (a consensus among the
     // first group) are not submitted.
@@ -288,7 +296,7 @@ class Contemplation::Runner {
     r.max_tokens = AgentBudget(*agents_[g[0]]);
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
-    absl::StatusOr<std::shared_ptr<engine::RequestStream>> s = owner_.Submit(std::move(r));
+    absl::StatusOr<std::shared_ptr<engine::RequestStream>> s = Submit(std::move(r));
     if (!s.ok()) return s.status();
     Stream stream;
     stream.stream = *s;
@@ -499,7 +507,7 @@ class Contemplation::Runner {
     r.sampling = {AgentSampling(a)};
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
-    absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = owner_.Submit(std::move(r));
+    absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = Submit(std::move(r));
     if (!st.ok()) return st.status();
     a.state = Agent::State::kForcing;
     a.stream = static_cast<int>(streams_.size());
@@ -558,7 +566,7 @@ class Contemplation::Runner {
   absl::StatusOr<std::vector<PassOutput>> RunPasses(std::vector<engine::EngineRequest> requests) {
     std::vector<int> indices;
     for (engine::EngineRequest& r : requests) {
-      absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = owner_.Submit(std::move(r));
+      absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = Submit(std::move(r));
       if (!st.ok()) return st.status();
       Stream s;
       s.stream = *st;

@@ -37,6 +37,8 @@ void LocalEngineClient::AbortSequence(int64_t request_id, int index) {
   engine_.AbortSequence(request_id, index);
 }
 
+absl::Status LocalEngineClient::CheckAdmission() { return engine_.CheckAdmission(); }
+
 int LocalEngineClient::max_sequences_per_request() const {
   return engine_.config().max_sequences_per_request;
 }

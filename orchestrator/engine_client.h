@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
@@ -33,6 +34,10 @@ class EngineClient {
       engine::EngineRequest request) = 0;
   // Ends one sequence of a request (Engine::AbortSequence).
   virtual void AbortSequence(int64_t request_id, int index) = 0;
+  // Engine::CheckAdmission: whether a new request (not a continuation) would
+  // be queued now, so that a call can be refused before it is prepared. An
+  // engine that cannot tell answers OK and leaves it to Submit.
+  virtual absl::Status CheckAdmission() { return absl::OkStatus(); }
 
   virtual const engine::Tokenizer& tokenizer() const = 0;
   virtual engine::ChatFormat chat_format() const = 0;
@@ -59,6 +64,7 @@ class LocalEngineClient : public EngineClient {
   absl::StatusOr<std::shared_ptr<engine::RequestStream>> Submit(
       engine::EngineRequest request) override;
   void AbortSequence(int64_t request_id, int index) override;
+  absl::Status CheckAdmission() override;
   const engine::Tokenizer& tokenizer() const override { return tokenizer_; }
   engine::ChatFormat chat_format() const override { return chat_format_; }
   int context_length() const override { return context_length_; }

@@ -114,6 +114,7 @@ absl::StatusOr<ThinkingResult> ThinkingGenerator::Run(const ThinkingRequest& req
   answer.max_tokens = request.max_tokens - result.thinking_tokens;
   answer.stop = request.stop;
   answer.cache_salt = request.cache_salt;
+  answer.continuation = true;  // the engine admitted this call with its thinking phase
   absl::StatusOr<PhaseOutput> answered =
       RunPhase(std::move(answer), ThinkingSegment::kAnswer, sink);
   if (!answered.ok()) return answered.status();

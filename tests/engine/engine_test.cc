@@ -450,6 +450,77 @@ void ReadTokens(RequestStream& stream, int tokens) {
   }
 }
 
+TEST_F(EngineTest, NewRequestsBeyondMaxQueuedRequestsAreRefusedButContinuationsAreNot) {
+  EngineConfig c;
+  c.scheduler.max_running_sequences = 1;  // one runs, the others queue
+  c.max_queued_requests = 2;
+  std::unique_ptr<Engine> engine = MakeEngine(c);
+  auto running = engine->Submit(Greedy(Encode(kPrompts[2]), 500));
+  ASSERT_TRUE(running.ok());
+  ReadTokens(**running, 1);  // started: it is no longer queued
+  EXPECT_TRUE(engine->CheckAdmission().ok());
+
+  std::vector<std::shared_ptr<RequestStream>> admitted;
+  for (int i = 0; i < 2; ++i) {
+    auto s = engine->Submit(Greedy(Encode(kPrompts[0]), 4));
+    ASSERT_TRUE(s.ok()) << s.status();
+    admitted.push_back(*s);
+  }
+  auto refused = engine->Submit(Greedy(Encode(kPrompts[0]), 4));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(), "server overloaded: 2 requests queued, retry later");
+  EXPECT_EQ(engine->CheckAdmission().code(), absl::StatusCode::kResourceExhausted);
+  EngineRequest more = Greedy(Encode(kPrompts[1]), 4);
+  more.continuation = true;
+  auto continued = engine->Submit(std::move(more));
+  ASSERT_TRUE(continued.ok()) << continued.status();
+  admitted.push_back(*continued);
+
+  (*running)->Cancel();
+  Collect(**running);
+  for (auto& s : admitted) EXPECT_TRUE(Collect(*s).status.ok());
+  WaitIdle(*engine);
+  ExpectIdle(*engine);
+  const EngineStats stats = engine->stats();
+  EXPECT_EQ(stats.queued_requests, 0);
+  EXPECT_EQ(stats.rejected_queue_full, 2);  // Submit's and CheckAdmission's
+  EXPECT_TRUE(engine->CheckAdmission().ok());
+}
+
+TEST_F(EngineTest, ANewRequestQueuedLongerThanMaxQueueWaitFailsWithoutRunning) {
+  EngineConfig c;
+  c.scheduler.max_running_sequences = 1;
+  c.max_queue_wait = absl::Milliseconds(50);
+  std::unique_ptr<Engine> engine = MakeEngine(c);
+  auto running = engine->Submit(Greedy(Encode(kPrompts[2]), 500));
+  ASSERT_TRUE(running.ok());
+  ReadTokens(**running, 1);
+  auto late = engine->Submit(Greedy(Encode(kPrompts[0]), 4));
+  ASSERT_TRUE(late.ok());
+  EngineRequest more = Greedy(Encode(kPrompts[1]), 4);
+  more.continuation = true;  // never expires
+  auto continued = engine->Submit(std::move(more));
+  ASSERT_TRUE(continued.ok());
+
+  // The running request holds the only slot for far longer than 50 ms.
+  const RequestResult r = Collect(**late);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
+  EXPECT_NE(r.status.message().find("max_queue_wait_ms=50"), std::string::npos) << r.status;
+  EXPECT_EQ(r.usage.generated_tokens, 0);
+  EXPECT_GE(r.usage.queue_time, absl::Milliseconds(50));
+  EXPECT_TRUE(r.sequences.empty());
+
+  (*running)->Cancel();
+  Collect(**running);
+  const RequestResult rc = Collect(**continued);
+  EXPECT_TRUE(rc.status.ok()) << rc.status;
+  EXPECT_EQ(rc.sequences.at(0).tokens.size(), 4u);
+  WaitIdle(*engine);
+  ExpectIdle(*engine);
+  EXPECT_EQ(engine->stats().expired_in_queue, 1);
+  EXPECT_EQ(engine->stats().queued_requests, 0);
+}
+
 TEST_F(EngineTest, ReportsHowLongARequestWaitedBeforeItsFirstStep) {
   EngineConfig c;
   c.scheduler.max_running_sequences = 1;  // the second request waits for the first

@@ -279,6 +279,49 @@ TEST_F(ContemplationTest, AThinkingBudgetForcesAnAnswer) {
   ExpectEngineIdle();
 }
 
+// Passes every request to the engine and keeps a copy of it.
+class RecordingClient : public EngineClient {
+ public:
+  explicit RecordingClient(EngineClient& inner) : inner_(inner) {}
+  absl::StatusOr<std::shared_ptr<engine::RequestStream>> Submit(
+      engine::EngineRequest request) override {
+    submitted.push_back(request);
+    return inner_.Submit(std::move(request));
+  }
+  void AbortSequence(int64_t request_id, int index) override {
+    inner_.AbortSequence(request_id, index);
+  }
+  const engine::Tokenizer& tokenizer() const override { return inner_.tokenizer(); }
+  engine::ChatFormat chat_format() const override { return inner_.chat_format(); }
+  int context_length() const override { return inner_.context_length(); }
+  int max_sequences_per_request() const override { return inner_.max_sequences_per_request(); }
+  const std::string& model_name() const override { return inner_.model_name(); }
+
+  std::vector<engine::EngineRequest> submitted;
+
+ private:
+  EngineClient& inner_;
+};
+
+TEST_F(ContemplationTest, OnlyTheFirstRequestOfARunIsNewWorkForTheEngineQueue) {
+  ContemplateOptions o = Question(4);
+  o.roles = {"step_by_step", "work_backwards"};  // two agent requests
+  o.answer_format = AnswerFormat::kGsm8k;
+  o.max_tokens = 48;
+  o.thinking_budget = 6;  // forced answers
+  o.aggregator = AggregatorKind::kVerifier;  // aggregator passes
+  RecordingClient recording(*client_);
+  Contemplation c(recording);
+  const absl::StatusOr<ContemplateResult> r = c.Run(o, [](const ContemplateEvent&) {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_GE(recording.submitted.size(), 3u);
+  EXPECT_FALSE(recording.submitted[0].continuation);
+  for (size_t i = 1; i < recording.submitted.size(); ++i) {
+    EXPECT_TRUE(recording.submitted[i].continuation) << "request " << i;
+  }
+  ExpectEngineIdle();
+}
+
 TEST_F(ContemplationTest, CancelEndsTheRunAndFreesEverything) {
   ContemplateOptions o = Question(4);
   o.max_tokens = 400;

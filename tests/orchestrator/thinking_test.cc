@@ -199,6 +199,16 @@ TEST_F(ThinkingTest, CutsTheThinkingWhenTheBudgetIsSpent) {
   EXPECT_EQ(client_->submitted[1].max_tokens, 100 - spent);
 }
 
+TEST_F(ThinkingTest, TheAnswerPhaseIsAContinuationThatAFullQueueCannotRefuse) {
+  client_->scripts.push_back(Says("First, I add the two numbers", FinishReason::kLength));
+  client_->scripts.push_back(Says(" 4", FinishReason::kStopToken));
+  ThinkingGenerator generator(*client_);
+  ASSERT_TRUE(generator.Run(Request(100, 8), Collect()).ok());
+  ASSERT_EQ(client_->submitted.size(), 2u);
+  EXPECT_FALSE(client_->submitted[0].continuation);  // the call's new work
+  EXPECT_TRUE(client_->submitted[1].continuation);
+}
+
 TEST_F(ThinkingTest, AddsUpTheQueueTimeOfBothPhases) {
   client_->scripts.push_back(Says("First, I add the two numbers", FinishReason::kLength));
   client_->scripts.push_back(Says(" 4", FinishReason::kStopToken));
