@@ -15,7 +15,14 @@
 // targets FMA), so both give the same bits: the same tokens for a seed on
 // every machine.
 #pragma GCC optimize("fp-contract=off")
+// TSan instruments the clones' ifunc resolvers, which the dynamic loader runs
+// before TSan is initialised (a crash at load): TSan builds keep the default
+// clone only.
+#if defined(__SANITIZE_THREAD__)
+#define CONCLAVE_SAMPLING_CLONES
+#else
 #define CONCLAVE_SAMPLING_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
 
 namespace conclave::engine {
 namespace {
