@@ -8,10 +8,12 @@ and a server subprocess on 127.0.0.1.
 
 Stubs are generated from proto/ with grpc_tools.protoc into a temporary
 directory (nothing generated is committed). The server is build/bin/
-conclave-server (or $CONCLAVE_BUILD_DIR/bin), started with --grpc-port 0 and
---metrics-port 0; its "listening HOST:PORT" line gives the address and the
-"metrics HOST:PORT" line after it the Prometheus endpoint (metrics_address,
-None when extra_args pass --metrics-port -1). Every wait is bounded.
+conclave-server (or $CONCLAVE_BUILD_DIR/bin), started with --grpc-port 0,
+--metrics-port 0 and --http-port 0; its "listening HOST:PORT" line gives the
+address, the "metrics HOST:PORT" line after it the Prometheus endpoint
+(metrics_address, None when extra_args pass --metrics-port -1) and the
+"http HOST:PORT" line the OpenAI-compatible endpoint (http_address, None when
+extra_args pass --http-port -1). Every wait is bounded.
 """
 import importlib
 import os
@@ -80,14 +82,14 @@ def read_metrics(metrics_address, timeout=10):
         return parse_metrics(r.read().decode("utf-8"))
 
 
-def _metrics_disabled(args):
-    """Whether `args` turn the metrics endpoint off (the last --metrics-port
-    they give is -1); absl accepts - or --, and - or _ inside the name."""
+def _port_disabled(args, flag):
+    """Whether `args` turn an endpoint off (the last --`flag` they give is
+    -1); absl accepts - or --, and - or _ inside the name."""
     value = None
     args = [str(a) for a in args]
     for i, arg in enumerate(args):
         name, eq, inline = arg.lstrip("-").partition("=")
-        if not arg.startswith("-") or name.replace("_", "-") != "metrics-port":
+        if not arg.startswith("-") or name.replace("_", "-") != flag:
             continue
         value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
     return value == "-1"
@@ -98,9 +100,11 @@ class ServerProcess:
 
     `address` is the gRPC address; `metrics_address` the Prometheus one
     (HOST:PORT, scrape http://HOST:PORT/metrics), None when extra_args
-    disable metrics (--metrics-port -1). Raises RuntimeError (with the
+    disable metrics (--metrics-port -1); `http_address` the OpenAI-compatible
+    one (HOST:PORT; https:// when extra_args give --tls-cert), None when
+    extra_args disable it (--http-port -1). Raises RuntimeError (with the
     server's log) when it does not print its "listening HOST:PORT" line (and
-    then its "metrics HOST:PORT" line) within `start_timeout` seconds."""
+    then its "metrics" and "http" lines) within `start_timeout` seconds."""
 
     def __init__(self, model=DEFAULT_MODEL, extra_args=(), log_path=None, start_timeout=120,
                  stop_timeout=20):
@@ -109,18 +113,20 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(build_dir() / "bin" / "conclave-server"), "--model", str(model),
-             "--bind", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", *extra_args],
+             "--bind", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0", "--http-port", "0",
+             *extra_args],
             stdout=subprocess.PIPE, stderr=self._log)
         self._lines = queue.Queue()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         self.address = None
         self.metrics_address = None
+        self.http_address = None
         line = self._next_line(start_timeout)
         if line is None or not line.startswith("listening "):
             self.stop()
             raise RuntimeError(f"conclave-server did not start (stdout {line!r}):\n{self.log()}")
         self.address = line.split()[1]
-        if not _metrics_disabled(extra_args):
+        if not _port_disabled(extra_args, "metrics-port"):
             # Printed right after "listening", in the same flush.
             line = self._next_line(start_timeout)
             if line is None or not line.startswith("metrics "):
@@ -128,6 +134,14 @@ class ServerProcess:
                 raise RuntimeError(
                     f"conclave-server printed no metrics address (stdout {line!r}):\n{self.log()}")
             self.metrics_address = line.split()[1]
+        if not _port_disabled(extra_args, "http-port"):
+            # Printed right after "metrics", in the same flush.
+            line = self._next_line(start_timeout)
+            if line is None or not line.startswith("http "):
+                self.stop()
+                raise RuntimeError(
+                    f"conclave-server printed no http address (stdout {line!r}):\n{self.log()}")
+            self.http_address = line.split()[1]
 
     def _next_line(self, timeout):
         try:

@@ -3,21 +3,22 @@
 // for the request, the events and their order; orchestrator/contemplation.h
 // for what runs).
 //
-// The request is validated on the gRPC thread (INVALID_ARGUMENT naming the
-// field, e.g. agents above --max-agents), converted to ContemplateOptions
-// with the proto's defaults, and run on a request thread; events stream as
-// they happen (StreamingReactor: consecutive text of one agent is merged
-// while a write is in flight). Client cancellation, deadlines and server
-// shutdown cancel the run, which aborts every agent and frees its blocks.
+// The gRPC side only: the call is authenticated on the gRPC thread, then
+// the transport-free ContemplateJob (contemplate_job.h, shared with the
+// HTTP endpoint) validates it (INVALID_ARGUMENT naming the field, e.g.
+// agents above --max-agents), applies the proto's defaults and runs it on a
+// request thread; events stream as they happen (StreamingReactor:
+// consecutive text of one agent is merged while a write is in flight).
+// Client cancellation, deadlines and server shutdown cancel the run, which
+// aborts every agent and frees its blocks.
 // Thread-safe: Start may be called concurrently.
 #ifndef CONCLAVE_SERVER_CONTEMPLATE_SERVICE_H_
 #define CONCLAVE_SERVER_CONTEMPLATE_SERVICE_H_
 
-#include "absl/status/statusor.h"
 #include "conclave/v1/conclave.pb.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
-#include "orchestrator/contemplation.h"
+#include "server/contemplate_job.h"  // ToContemplateOptions
 #include "server/service_context.h"
 
 namespace conclave::server {
@@ -35,11 +36,6 @@ class ContemplateHandler {
  private:
   ServiceContext& service_;
 };
-
-// The request with the proto's defaults applied (after
-// ValidateContemplateRequest), `seed` used when it gives none.
-absl::StatusOr<orchestrator::ContemplateOptions> ToContemplateOptions(
-    const v1::ContemplateRequest& request, const RequestLimits& limits, uint64_t seed);
 
 }  // namespace conclave::server
 

@@ -22,6 +22,7 @@
 #include "engine/request_stream.h"
 #include "orchestrator/engine_client.h"
 #include "orchestrator/thinking.h"
+#include "server/auth/quota.h"
 #include "server/validation.h"
 
 namespace conclave::server {
@@ -31,11 +32,19 @@ struct GenerateChunk {
   bool thinking = false;
   std::string text;
   std::vector<engine::TokenOutput> tokens;
+  int index = 0;  // the sequence, [0, GeneratePlan::n)
+  // Set on the sequence's last chunk in MODE_INSTANT when that chunk has
+  // tokens or text (kStopToken: its last token is the end-of-generation
+  // token, which has no text); kNone otherwise. GenerateOutcome::finishes
+  // has every sequence's.
+  engine::FinishReason finish = engine::FinishReason::kNone;
 };
 
 struct GenerateOutcome {
-  // Why the answer ended; kAborted after Cancel.
+  // Why the answer ended (sequence 0's); kAborted after Cancel.
   engine::FinishReason finish = engine::FinishReason::kNone;
+  // Why each sequence ended, [GeneratePlan::n]; finishes[0] == finish.
+  std::vector<engine::FinishReason> finishes;
   engine::RequestUsage usage;  // summed over the engine requests
   int thinking_tokens = 0;
   std::optional<orchestrator::ThinkingEnd> thinking_end;  // thinking mode
@@ -58,10 +67,10 @@ class GenerateJob {
   GenerateJob& operator=(const GenerateJob&) = delete;
 
   // Blocks until generation ends. Errors: INVALID_ARGUMENT (template, prompt
-  // too long for the limits or the context), and what the engine reports on
-  // Submit (RESOURCE_EXHAUSTED when its queue is full, UNAVAILABLE when it
-  // is shutting down) or while running. A cancelled job returns OK with
-  // finish == kAborted.
+  // too long for the limits or the context; n > 1 outside MODE_INSTANT), and
+  // what the engine reports on Submit (RESOURCE_EXHAUSTED when its queue is
+  // full, UNAVAILABLE when it is shutting down) or while running. A
+  // cancelled job returns OK with finish == kAborted.
   absl::StatusOr<GenerateOutcome> Run(const Sink& sink);
 
   // Stops generation at the engine's next step (idempotent).
@@ -85,6 +94,14 @@ class GenerateJob {
   bool cancelled_ = false;
   std::shared_ptr<engine::RequestStream> stream_;  // MODE_INSTANT's request
 };
+
+// What `plan` asks of its key's quotas (Caller::Admit), for every transport:
+// `n` agents (1 for the gRPC API), thinking mode's budget, and the token
+// estimate of EstimateTokens: prompt bytes / 4 (prefilled twice in thinking
+// mode, once for all n sequences) plus n x max_tokens, max_tokens defaulted
+// as ResolveTokenBudget does before it knows the prompt's length (so never
+// below what it will resolve to).
+auth::AdmissionRequest GenerateAdmission(const GeneratePlan& plan, const RequestLimits& limits);
 
 }  // namespace conclave::server
 

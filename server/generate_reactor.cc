@@ -1,6 +1,5 @@
 #include "server/generate_reactor.h"
 
-#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -52,40 +51,6 @@ RequestMode ModeAskedFor(v1::Mode mode) {
   }
 }
 
-// What the plan asks of its key's quotas. The token estimate is
-// EstimateTokens': prompt bytes / 4 (prefilled twice in thinking mode) plus
-// max_tokens, defaulted as ResolveTokenBudget does before it knows the
-// prompt's length (so never below what it will resolve to).
-auth::AdmissionRequest AdmissionOf(const GeneratePlan& plan, const RequestLimits& limits) {
-  const bool thinking = plan.mode == GenerateMode::kThinking;
-  int max_tokens = 0;
-  if (plan.max_tokens.has_value()) {
-    max_tokens = *plan.max_tokens;
-  } else {
-    int wanted = thinking ? kDefaultThinkingMaxTokens : kDefaultInstantMaxTokens;
-    if (plan.thinking_budget.has_value()) wanted = std::max(wanted, *plan.thinking_budget + 256);
-    max_tokens = std::min(wanted, limits.max_tokens_limit);
-  }
-  int64_t prompt_bytes = 0;
-  if (plan.raw_prompt.has_value()) {
-    prompt_bytes = static_cast<int64_t>(plan.raw_prompt->size());
-  } else {
-    for (const engine::ChatMessage& m : plan.messages) {
-      prompt_bytes += static_cast<int64_t>(m.content.size());
-    }
-  }
-  auth::AdmissionRequest a;
-  a.agents = 1;
-  if (thinking) {
-    a.thinking_budget = plan.thinking_budget.has_value()
-                            ? *plan.thinking_budget
-                            : std::clamp(max_tokens * 3 / 4, 1, std::max(1, max_tokens - 1));
-  }
-  a.estimated_tokens =
-      EstimateTokens(prompt_bytes, limits.max_prompt_tokens, thinking ? 2 : 1, 1, max_tokens);
-  return a;
-}
-
 }  // namespace
 
 GenerateReactor::GenerateReactor(ServiceContext& service, grpc::CallbackServerContext* context,
@@ -110,7 +75,13 @@ GenerateReactor::GenerateReactor(ServiceContext& service, grpc::CallbackServerCo
   }
   mode_ = plan->mode;
   logprobs_ = plan->sampling.logprobs;
-  if (absl::Status s = caller_->Admit(AdmissionOf(*plan, service.limits())); !s.ok()) {
+  // A full engine queue turns the call away here: before the key's quotas
+  // are charged and before anything is rendered or tokenized.
+  if (absl::Status s = service.client().CheckAdmission(); !s.ok()) {
+    EndEarly(s);
+    return;
+  }
+  if (absl::Status s = caller_->Admit(GenerateAdmission(*plan, service.limits())); !s.ok()) {
     EndEarly(s);
     return;
   }
@@ -128,7 +99,7 @@ void GenerateReactor::EndEarly(const absl::Status& status) {
   Log(ToGrpcStatus(status), nullptr);
   Record(ToGrpcStatus(status), nullptr);
   if (caller_.has_value()) caller_->Finish(status.code(), {});
-  AddRetryAfterTrailer(*context_, status);
+  AddRetryAfterTrailer(*context_, WithRetryAfter(status));
   FinishNow(status);
 }
 
@@ -167,6 +138,8 @@ void GenerateReactor::Conclude(const absl::StatusOr<GenerateOutcome>& outcome) {
                  : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   } else if (!outcome.ok()) {
     status = ToGrpcStatus(outcome.status());
+    // The engine's queue refused or expired the request.
+    AddRetryAfterTrailer(*context_, WithRetryAfter(outcome.status()));
   } else if (outcome->finish == engine::FinishReason::kAborted) {
     // Aborted without a cancellation from this call: the engine is stopping.
     status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "engine/tokenizer/chat_template.h"
 #include "kernels/ggml_types.h"
 
@@ -37,6 +38,14 @@ absl::StatusOr<std::unique_ptr<ServingEngine>> ServingEngine::Load(const EngineO
     return absl::InvalidArgumentError(
         absl::StrCat("--max-agents=", options.max_agents, " must be >= 1"));
   }
+  if (options.max_queued_requests < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-queued-requests=", options.max_queued_requests, " must be >= 0"));
+  }
+  if (options.max_queue_wait_ms < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-queue-wait-ms=", options.max_queue_wait_ms, " must be >= 0"));
+  }
   if (options.kv_cache_mib < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-mib=", options.kv_cache_mib, " must be >= 1"));
@@ -64,6 +73,16 @@ absl::StatusOr<std::unique_ptr<ServingEngine>> ServingEngine::Load(const EngineO
   config.max_sequences_per_request = options.max_agents;
   config.scheduler.max_running_sequences =
       std::max(options.max_running_sequences, options.max_agents);
+  config.max_queued_requests = options.max_queued_requests;
+  if (options.max_queue_wait_ms > 0) {
+    config.max_queue_wait = absl::Milliseconds(options.max_queue_wait_ms);
+  }
+  // The hard bound on every waiting request leaves room beside a full queue
+  // for the continuations of running calls (a forced answer per agent, a
+  // thinking call's answer phase), which the queue bound never refuses.
+  config.scheduler.max_waiting_groups =
+      std::max(config.scheduler.max_waiting_groups,
+               options.max_queued_requests + config.scheduler.max_running_sequences);
   absl::StatusOr<std::unique_ptr<engine::Engine>> eng =
       engine::Engine::Create(*s->backend_, s->model_->config(), s->model_->tokenizer(), config);
   if (!eng.ok()) return eng.status();

@@ -36,6 +36,12 @@ struct EngineOptions {
   kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
   int max_agents = 8;        // sequences per request (Contemplate agents)
   int max_running_sequences = 64;  // engine batch slots (raised to max_agents)
+  // Admission (docs/overload.md): calls admitted but not yet running in the
+  // engine beyond which a new call gets RESOURCE_EXHAUSTED (0: only the
+  // engine's hard bound of 256 waiting requests), and how long one may wait
+  // to start before it is failed instead of run late (0: no limit).
+  int max_queued_requests = 128;
+  int64_t max_queue_wait_ms = 30000;
 };
 
 // The weight format: general.file_type as llama.cpp names it, else the type

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "server/auth/quota.h"
+
 namespace conclave::server {
 namespace {
 
@@ -54,6 +56,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 int ToHttpStatus(absl::StatusCode code) {
   const CodeRow* row = Find(code);
   return row == nullptr ? 500 : row->http_status;
+}
+
+absl::Status WithRetryAfter(absl::Status status) {
+  if (!absl::IsResourceExhausted(status) || auth::RetryAfterSeconds(status).has_value()) {
+    return status;
+  }
+  return auth::RetryLaterError(status.message(), kOverloadRetryAfterSeconds);
 }
 
 }  // namespace conclave::server

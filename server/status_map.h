@@ -24,6 +24,19 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // UNAVAILABLE 503, CANCELLED 499, ...).
 int ToHttpStatus(absl::StatusCode code);
 
+// Seconds a client turned away for the server's load is told to wait before
+// it retries (docs/overload.md): a queued request starts, and so frees a
+// place, every few hundred milliseconds under load; clients add their own
+// backoff and jitter.
+inline constexpr double kOverloadRetryAfterSeconds = 1;
+
+// `status` with the retry-after payload (auth::RetryAfterSeconds) that every
+// RESOURCE_EXHAUSTED gives its client, as gRPC's retry-after trailer or
+// HTTP's Retry-After header: a quota refusal keeps its own; any other (the
+// engine's queue, the request threads' limit) gets
+// kOverloadRetryAfterSeconds. Other statuses are returned as they are.
+absl::Status WithRetryAfter(absl::Status status);
+
 }  // namespace conclave::server
 
 #endif  // CONCLAVE_SERVER_STATUS_MAP_H_

@@ -1,6 +1,11 @@
 // conclave: command-line client of the conclave.v1 gRPC API.
 //
-//   conclave [--server 127.0.0.1:50051] [--timeout SECONDS] [--api-key KEY] COMMAND ...
+//   conclave [--server 127.0.0.1:50051] [--timeout SECONDS] [--api-key KEY]
+//            [--tls-ca FILE] COMMAND ...
+//
+// --tls-ca dials a server started with --tls-cert over TLS, trusting the
+// PEM certificates in FILE (the server's own, or the CA that signed it);
+// without it the connection is plaintext.
 //
 // The API key of a server started with --api-keys comes from --api-key or,
 // better (it stays out of the process list and shell history), from the
@@ -34,6 +39,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -59,6 +65,8 @@ ABSL_FLAG(std::string, server, "127.0.0.1:50051", "address of conclave-server (h
 ABSL_FLAG(double, timeout, 0, "deadline of the call in seconds (0: none)");
 ABSL_FLAG(std::string, api_key, "",
           "API key for a server with --api-keys (default: $CONCLAVE_API_KEY)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM certificates to trust: dial the server over TLS (one started with --tls-cert)");
 ABSL_FLAG(bool, json, false, "print one JSON object per streamed message");
 ABSL_FLAG(std::string, mode, "instant", "generate: instant or thinking");
 ABSL_FLAG(std::optional<int>, thinking_budget, std::nullopt, "most thinking tokens");
@@ -368,6 +376,22 @@ int Contemplate(v1::Conclave::Stub& stub, const std::string& question) {
   return 0;
 }
 
+// The channel's credentials: TLS trusting --tls-ca's certificates, or
+// plaintext without it. Empty when the file cannot be read (printed).
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  if (ca.empty()) return grpc::InsecureChannelCredentials();
+  std::ifstream in(ca, std::ios::binary);
+  if (!in) {
+    std::cerr << "conclave: cannot read --tls-ca " << ca << "\n";
+    return nullptr;
+  }
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs.assign(std::istreambuf_iterator<char>(in),
+                                std::istreambuf_iterator<char>());
+  return grpc::SslCredentials(options);
+}
+
 // The positional prompt, or stdin for "-".
 std::optional<std::string> PromptArg(const std::vector<char*>& args) {
   if (args.size() != 3) return std::nullopt;
@@ -382,8 +406,8 @@ std::optional<std::string> PromptArg(const std::vector<char*>& args) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(absl::StrCat(
-      "conclave [--server HOST:PORT] [--timeout S] generate|models|contemplate|keys [flags] "
-      "[PROMPT]\n"
+      "conclave [--server HOST:PORT] [--timeout S] [--tls-ca FILE] "
+      "generate|models|contemplate|keys [flags] [PROMPT]\n"
       "  generate [--mode instant|thinking] [--thinking-budget N] [--max-tokens N]\n"
       "           [--temperature T] [--top-p P] [--seed S] [--logprobs N] [--system TEXT]\n"
       "           [--json] \"prompt\"\n"
@@ -402,8 +426,10 @@ int main(int argc, char** argv) {
                                             absl::GetFlag(FLAGS_json));
   }
 
+  const std::shared_ptr<grpc::ChannelCredentials> credentials = Credentials();
+  if (credentials == nullptr) return kUsage;
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), credentials);
   std::unique_ptr<v1::Conclave::Stub> stub = v1::Conclave::NewStub(channel);
   if (command == "models") {
     if (args.size() != 2) return UsageError("models takes no arguments");

@@ -68,6 +68,20 @@ std::vector<prometheus::MetricFamily> EngineCollector::Collect() const {
       MetricType::Counter, static_cast<double>(kv.prefix_hits) * block_tokens);
   add("conclave_num_preemptions_total", "Sequences preempted (blocks freed, recomputed later)",
       MetricType::Counter, static_cast<double>(s.preemptions));
+  add("conclave_num_requests_queued",
+      "New requests (calls) admitted and not yet started, the queue --max-queued-requests "
+      "bounds",
+      MetricType::Gauge, s.queued_requests);
+  prometheus::MetricFamily shed =
+      OneSeries(model_, "conclave_overload_rejections_total",
+                "Calls the engine's queue turned away with RESOURCE_EXHAUSTED: queue_full "
+                "(--max-queued-requests), queue_timeout (--max-queue-wait-ms)",
+                MetricType::Counter, static_cast<double>(s.rejected_queue_full));
+  shed.metric[0].label.push_back({"reason", "queue_full"});
+  prometheus::ClientMetric& timeout = shed.metric.emplace_back();
+  timeout.label = {{"model", model_}, {"reason", "queue_timeout"}};
+  timeout.counter.value = static_cast<double>(s.expired_in_queue);
+  out.push_back(std::move(shed));
   return out;
 }
 

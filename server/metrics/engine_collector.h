@@ -1,7 +1,8 @@
 // The engine's state as Prometheus metrics, read when Prometheus scrapes:
 // requests and sequences running and waiting, KV blocks (total, used,
 // cached), KV usage by blocks and by token slots, prefix-cache queries and
-// hits (in tokens) and preemptions.
+// hits (in tokens), preemptions, and the admission queue (calls queued,
+// calls turned away by its bounds).
 //
 // Read at scrape time rather than polled: Engine::stats() is a snapshot the
 // step loop refreshes after every step (one mutex and a copy to read), so a

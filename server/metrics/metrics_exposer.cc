@@ -3,21 +3,10 @@
 #include <exception>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/host_port.h"
 
 namespace conclave::server {
-namespace {
-
-std::string HostPort(const std::string& host, int port) {
-  // IPv6 literals need brackets, for civetweb as for a scraper.
-  if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
-    return absl::StrCat("[", host, "]:", port);
-  }
-  return absl::StrCat(host, ":", port);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsExposer>> MetricsExposer::Start(
     const std::string& bind, int port,

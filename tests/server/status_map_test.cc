@@ -2,6 +2,7 @@
 #include "server/status_map.h"
 
 #include "gtest/gtest.h"
+#include "server/auth/quota.h"
 
 namespace conclave::server {
 namespace {
@@ -51,6 +52,20 @@ TEST(StatusMapTest, HttpStatusesFollowGoogleRpcCode) {
   EXPECT_EQ(ToHttpStatus(absl::StatusCode::kUnimplemented), 501);
   EXPECT_EQ(ToHttpStatus(absl::StatusCode::kUnavailable), 503);
   EXPECT_EQ(ToHttpStatus(absl::StatusCode::kDeadlineExceeded), 504);
+}
+
+TEST(StatusMapTest, EveryResourceExhaustedTellsItsClientWhenToRetry) {
+  const absl::Status queue_full = WithRetryAfter(
+      absl::ResourceExhaustedError("server overloaded: 8 requests queued, retry later"));
+  EXPECT_EQ(queue_full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(queue_full.message(), "server overloaded: 8 requests queued, retry later");
+  EXPECT_EQ(auth::RetryAfterSeconds(queue_full), kOverloadRetryAfterSeconds);
+  // A quota's own retry-after stays.
+  const absl::Status quota = WithRetryAfter(auth::RetryLaterError("over requests_per_minute", 7.5));
+  EXPECT_EQ(auth::RetryAfterSeconds(quota), 7.5);
+  // Other codes get none.
+  EXPECT_FALSE(auth::RetryAfterSeconds(WithRetryAfter(absl::InvalidArgumentError("x"))));
+  EXPECT_TRUE(WithRetryAfter(absl::OkStatus()).ok());
 }
 
 }  // namespace

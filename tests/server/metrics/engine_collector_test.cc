@@ -48,6 +48,20 @@ TEST(EngineCollectorTest, ExportsQueuesBlocksAndCountersOfTheCurrentStats) {
   EXPECT_EQ(c.Family("conclave_kv_blocks_used")->type, prometheus::MetricType::Gauge);
 }
 
+TEST(EngineCollectorTest, ExportsTheAdmissionQueueAndWhatItTurnedAway) {
+  engine::EngineStats stats = Busy();
+  stats.queued_requests = 6;
+  stats.rejected_queue_full = 11;
+  stats.expired_in_queue = 2;
+  EngineCollector collector("m", [&stats] { return stats; });
+  const Collected c(collector);
+  EXPECT_EQ(c.Gauge("conclave_num_requests_queued"), 6);
+  EXPECT_EQ(c.Counter("conclave_overload_rejections_total",
+                      {{"model", "m"}, {"reason", "queue_full"}}),
+            11);
+  EXPECT_EQ(c.Counter("conclave_overload_rejections_total", {{"reason", "queue_timeout"}}), 2);
+}
+
 TEST(EngineCollectorTest, EachScrapeReadsTheStatsAgain) {
   engine::EngineStats stats = Busy();
   EngineCollector collector("m", [&stats] { return stats; });

@@ -1,0 +1,50 @@
+// The load generator's one JSON object: the configuration it ran, then what
+// happened, overall and per mode.
+//
+//   requests      issued; completed (ended OK); by_status (gRPC code names);
+//                 cancelled_at_drain; unfinished (never ended, even after
+//                 being cancelled: should be 0)
+//   duration_s    the run's start -> the last call's end (drain included)
+//   throughput_rps      completed / duration_s
+//   tokens_per_s        generated tokens of completed calls / duration_s
+//                       (Contemplate: agents and aggregator passes)
+//   agent_tokens_per_s  of those, the Contemplate agents'
+//   ttft_ms, e2e_ms     time to first token (see call.h) and end-to-end
+//                       latency of completed calls: count, mean, p50, p95,
+//                       p99, max (nearest rank, latency_stats.h)
+//   rejected_ms         latency of calls that ended RESOURCE_EXHAUSTED (how
+//                       cheap a refusal is)
+//   errors              one status message per non-OK code, as an example
+//   open loop also: offered_rate_rps (issued / issue_window_s, the rate
+//   actually offered) and max_dispatch_lag_ms.
+// Thread-safe: pure functions.
+#ifndef CONCLAVE_LOADTEST_LOAD_REPORT_H_
+#define CONCLAVE_LOADTEST_LOAD_REPORT_H_
+
+#include <string>
+
+#include "grpcpp/support/status.h"
+#include "loadtest/load/load_runner.h"
+#include "nlohmann/json.hpp"
+
+namespace conclave::loadtest {
+
+// "OK", "CANCELLED", ..., "UNAUTHENTICATED" (as grpc::StatusCode spells
+// them); "CODE_<n>" for a number outside the enum.
+std::string StatusCodeName(grpc::StatusCode code);
+
+// Where the prompts came from ("builtin" or the file) and how many, and the
+// mix, for the config echo.
+struct ReportInputs {
+  std::string prompts_source;
+  int num_prompts = 0;
+  Mix mix;
+};
+
+// Keys in the order above (config first).
+nlohmann::ordered_json BuildReport(const LoadConfig& config, const ReportInputs& inputs,
+                                   const RunOutcome& outcome);
+
+}  // namespace conclave::loadtest
+
+#endif  // CONCLAVE_LOADTEST_LOAD_REPORT_H_
