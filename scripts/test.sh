@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing (Debian packages, Python venv with
 # llama-cpp-python and grpcio, both models), builds, then runs the C++ suites
-# (CTest), the parity suites against llama.cpp, the gRPC API and metrics
-# suites against a running conclave-server, and the deploy/ checks (pytest).
+# (CTest), the libFuzzer targets for a bounded time (scripts/fuzz.sh), the
+# parity suites against llama.cpp, the gRPC API and metrics suites against a
+# running conclave-server, and the deploy/ checks (pytest).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/install_deps.sh"
@@ -10,6 +11,8 @@ source "$(dirname "$0")/lib.sh"
 "$ROOT/scripts/build.sh"
 log "C++ tests"
 (cd "$BUILD_DIR" && ctest --output-on-failure -j "$(nproc)" --timeout 900)
+log "fuzz targets, 30 s each from their seed corpora (docs/fuzzing.md)"
+"$ROOT/scripts/fuzz.sh"
 log "parity tests against llama.cpp"
 CONCLAVE_BUILD_DIR="$BUILD_DIR" "$VENV/bin/python" -m pytest -q "$ROOT/tests/parity"
 log "gRPC API and metrics tests against conclave-server"
