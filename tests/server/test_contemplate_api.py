@@ -120,7 +120,10 @@ def test_confidence_stopping_reports_low_confidence_agents(api, stub):
     pb = api.pb
     stopping = pb.StoppingPolicy(confidence=pb.ConfidenceStopping(
         enabled=True, warmup_agents=1, keep_top_percent=10, window=8))
-    events = contemplate(api, stub, agents=4, temperature=1.2, max_tokens=96,
+    # 256 tokens: with 96, the agents below the threshold were within a token
+    # of their own end when the first one finished, so whether they were
+    # stopped or finished first was a race (it failed in CI once).
+    events = contemplate(api, stub, agents=4, temperature=1.2, max_tokens=256,
                          stopping=stopping)
     _, _, stopped = check_bookkeeping(api.pb, events, 4)
     # Keeping the top 10% sets the threshold near the first agent's own
