@@ -216,11 +216,8 @@ void ChatCall::Respond(httplib::Response& res) {
       return;
     }
     std::shared_ptr<ChatCall> self = shared_from_this();
-    res.status = 200;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [self](size_t /*offset*/, httplib::DataSink& sink) { return self->WriteStream(sink); },
+    SendEventStream(
+        res, [self](httplib::DataSink& sink) { return self->WriteStream(sink); },
         [self](bool success) {
           // Also when the provider never ran: nobody reads any more.
           if (!success) {

@@ -154,11 +154,8 @@ void ContemplationCall::Respond(httplib::Response& res) {
       return;
     }
     std::shared_ptr<ContemplationCall> self = shared_from_this();
-    res.status = 200;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [self](size_t /*offset*/, httplib::DataSink& sink) { return self->WriteStream(sink); },
+    SendEventStream(
+        res, [self](httplib::DataSink& sink) { return self->WriteStream(sink); },
         [self](bool success) {
           if (!success) {
             self->Cancel(absl::CancelledError("the client closed the connection"));

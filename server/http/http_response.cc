@@ -123,4 +123,16 @@ void SendError(httplib::Response& res, const HttpError& error) {
   SendJson(res, error.status, ErrorBody(error));
 }
 
+void SendEventStream(httplib::Response& res, std::function<bool(httplib::DataSink&)> write,
+                     std::function<void(bool success)> done) {
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [write = std::move(write)](size_t /*offset*/, httplib::DataSink& sink) {
+        return write(sink);
+      },
+      std::move(done));
+}
+
 }  // namespace conclave::server::http

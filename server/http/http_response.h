@@ -17,6 +17,7 @@
 #define CONCLAVE_SERVER_HTTP_HTTP_RESPONSE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -25,6 +26,7 @@
 #include "nlohmann/json.hpp"
 
 namespace httplib {
+class DataSink;
 struct Response;
 }  // namespace httplib
 
@@ -89,6 +91,12 @@ inline constexpr absl::string_view kSseDone = "data: [DONE]\n\n";
 void SendJson(httplib::Response& res, int status, std::string body);
 // Fills `res` with `error`'s status, body and Retry-After header.
 void SendError(httplib::Response& res, const HttpError& error);
+// Makes `res` a server-sent-event stream (200, text/event-stream, not
+// cached): the connection's thread calls `write` to produce it (false: stop)
+// and then `done(success)`, also when `write` never ran; success is false
+// when the client went away or a write failed.
+void SendEventStream(httplib::Response& res, std::function<bool(httplib::DataSink&)> write,
+                     std::function<void(bool success)> done);
 
 }  // namespace conclave::server::http
 
