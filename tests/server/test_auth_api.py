@@ -64,8 +64,10 @@ def tenants(store):
     }
 
 
-@pytest.fixture(scope="module")
-def server(tenants, store, tmp_path_factory):
+def run_keyed_server(store, tenants, tmp_path_factory):
+    """A server on the key store `store` for one module's tests (a
+    generator for a fixture to yield from): once they are done it must
+    exit 0, and its log must hold none of `tenants`' secrets."""
     binary = conclave_api.build_dir() / "bin" / "conclave-server"
     if not binary.exists():
         pytest.skip(f"{binary} not built")
@@ -81,6 +83,11 @@ def server(tenants, store, tmp_path_factory):
     text = proc.log()
     for key in tenants.values():
         assert key.secret not in text
+
+
+@pytest.fixture(scope="module")
+def server(tenants, store, tmp_path_factory):
+    yield from run_keyed_server(store, tenants, tmp_path_factory)
 
 
 @pytest.fixture

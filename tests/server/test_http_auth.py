@@ -7,9 +7,8 @@ wait is bounded."""
 
 import pytest
 
-import conclave_api
 from http_helpers import CALL_TIMEOUT_S, ENDLESS, metric, openai_client, user, wait_until
-from test_auth_api import MODEL, Key, keys
+from test_auth_api import Key, keys, run_keyed_server
 
 openai = pytest.importorskip("openai")
 
@@ -37,21 +36,7 @@ def tenants(store):
 
 @pytest.fixture(scope="module")
 def server(tenants, store, tmp_path_factory):
-    binary = conclave_api.build_dir() / "bin" / "conclave-server"
-    if not binary.exists():
-        pytest.skip(f"{binary} not built")
-    if not MODEL.exists():
-        pytest.skip(f"model {MODEL.name} not present (scripts/fetch_models.sh)")
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    proc = conclave_api.ServerProcess(
-        MODEL, ["--threads", "2", "--kv-cache-mib", "64", "--api-keys", str(store),
-                "--max-prompt-tokens", "512"], log, start_timeout=60, stop_timeout=20)
-    yield proc
-    assert proc.stop() == 0, proc.log()
-    # The server never logs a secret.
-    text = proc.log()
-    for key in tenants.values():
-        assert key.secret not in text
+    yield from run_keyed_server(store, tenants, tmp_path_factory)
 
 
 def chat(client, **kwargs):
