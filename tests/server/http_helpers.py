@@ -1,6 +1,6 @@
 """Helpers of the HTTP endpoint's tests (test_http_*.py): an OpenAI client
 on a server's http_address, raw requests with curl (subprocess), an SSE
-reader, and the server's Prometheus samples."""
+reader, and a bounded wait (metrics: engine_checks.py)."""
 
 import json
 import shutil
@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-import conclave_api
 
 CALL_TIMEOUT_S = 120
 # A message the model keeps answering for as long as it may (counting), so
@@ -80,12 +79,6 @@ def sse_events(body):
         data = block[len("data: "):]
         events.append(data if data == "[DONE]" else json.loads(data))
     return events
-
-
-def metric(server, name, **labels):
-    """The sum of `name`'s samples whose labels include `labels`."""
-    return sum(value for n, l, value in conclave_api.read_metrics(server.metrics_address)
-               if n == name and all(l.get(k) == v for k, v in labels.items()))
 
 
 def wait_until(condition, timeout, message):

@@ -25,24 +25,12 @@ import grpc
 import pytest
 
 import conclave_api
+from engine_checks import IDLE_TIMEOUT_S, assert_idle, engine_state, metric
 
 CALL_TIMEOUT_S = 120
-IDLE_TIMEOUT_S = 30
 ENDLESS_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 MODEL = conclave_api.REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
-
-
-def engine_state(server):
-    samples = conclave_api.read_metrics(server.metrics_address)
-    names = ("conclave_num_requests_running", "conclave_num_requests_waiting",
-             "conclave_num_sequences_running", "conclave_num_sequences_waiting",
-             "conclave_kv_blocks_used")
-    return {name: sum(v for n, _, v in samples if n == name) for name in names}
-
-
-def metric(server, name):
-    return sum(v for n, _, v in conclave_api.read_metrics(server.metrics_address) if n == name)
 
 
 def wait_for_blocks_in_use(server):
@@ -52,16 +40,6 @@ def wait_for_blocks_in_use(server):
     while engine_state(server)["conclave_kv_blocks_used"] == 0:
         assert time.monotonic() < deadline, "no KV block ever held"
         time.sleep(0.05)
-
-
-def assert_idle(server):
-    """Waits (bounded) until the engine holds nothing, then asserts it."""
-    deadline = time.monotonic() + IDLE_TIMEOUT_S
-    state = engine_state(server)
-    while any(state.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        state = engine_state(server)
-    assert not any(state.values()), f"engine not idle after {IDLE_TIMEOUT_S} s: {state}"
 
 
 def assert_serving(api, stub):

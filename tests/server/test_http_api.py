@@ -13,7 +13,8 @@ import threading
 import pytest
 
 import conclave_api
-from http_helpers import (CALL_TIMEOUT_S, ENDLESS, curl, error_of, metric, openai_client,
+from engine_checks import metric
+from http_helpers import (CALL_TIMEOUT_S, ENDLESS, curl, error_of, openai_client,
                           post_json, sse_events, user, wait_until)
 
 openai = pytest.importorskip("openai")

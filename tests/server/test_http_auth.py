@@ -7,7 +7,8 @@ wait is bounded."""
 
 import pytest
 
-from http_helpers import CALL_TIMEOUT_S, ENDLESS, metric, openai_client, user, wait_until
+from engine_checks import metric
+from http_helpers import CALL_TIMEOUT_S, ENDLESS, openai_client, user, wait_until
 from test_auth_api import Key, keys, run_keyed_server
 
 openai = pytest.importorskip("openai")

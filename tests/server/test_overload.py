@@ -12,16 +12,14 @@ servers listen on 127.0.0.1 only.
 
 import re
 import threading
-import time
 
 import pytest
 
-import conclave_api
+from engine_checks import assert_idle, metric
 
 grpc = pytest.importorskip("grpc")
 
 CALL_TIMEOUT_S = 120
-IDLE_TIMEOUT_S = 30
 BURST = 40
 OVERLOADED = re.compile(r"^server overloaded: (\d+) requests queued, retry later$")
 EXPIRED = re.compile(r"^server overloaded: the request waited \d+ ms in the queue without "
@@ -60,24 +58,6 @@ def burst(api, address, n=BURST):
             t.join(timeout=CALL_TIMEOUT_S + 30)
     assert all(r is not None for r in results), "a call never ended"
     return results
-
-
-def metric(server, name, **labels):
-    return sum(v for n, l, v in conclave_api.read_metrics(server.metrics_address)
-               if n == name and all(l.get(k) == want for k, want in labels.items()))
-
-
-def assert_idle(server):
-    names = ("conclave_num_requests_running", "conclave_num_requests_waiting",
-             "conclave_num_requests_queued", "conclave_num_sequences_running",
-             "conclave_num_sequences_waiting", "conclave_kv_blocks_used")
-    deadline = time.monotonic() + IDLE_TIMEOUT_S
-    while True:
-        state = {name: metric(server, name) for name in names}
-        if not any(state.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not any(state.values()), f"engine not idle after {IDLE_TIMEOUT_S} s: {state}"
 
 
 def assert_serving(api, server):
