@@ -2,10 +2,12 @@
 build/bin/conclave-load (docs/overload.md).
 
   1. sustainable rate: closed loop at a few concurrencies (--concurrencies,
-     --probe-seconds each). A closed loop of C calls with mean latency R
-     completes C / R calls per second (Little's law; unlike completed /
-     wall time it does not count the drain at the end); the best of the
-     probes is the rate the server sustains (or give it: --rate). The
+     --probe-seconds each). The rate of a probe is what the server
+     completed in its steady window: the server's own counters (calls
+     ended OK, tokens generated) read after the first third of the probe
+     and again at its end, so neither the ramp-up nor the drain (when
+     fewer calls share the batch and each runs faster) counts. The best of
+     the probes is the rate the server sustains (or give it: --rate). The
      engine runs 64 sequences, 8 contemplations of 8 agents: probes past 8
      show where throughput stops growing.
   2. open loop (Poisson) at 50%, 90% and 200% of it, then 50% again
@@ -103,7 +105,11 @@ def queue_metrics(server):
     return out
 
 
-def run_load(args, target, load_args, timeout, seed):
+def run_load(args, target, load_args, timeout, seed, window=None):
+    """Runs conclave-load and returns its JSON report. With `window`
+    (seconds after the start, a pair) and `server`, also returns the
+    server's completed calls and generated tokens per second between the
+    two instants: window=(w0, w1, server)."""
     binary = conclave_api.build_dir() / "bin" / "conclave-load"
     cmd = [str(binary), "--target", target, "--mix", "contemplate=1", "--agents",
            str(args.agents), "--max-tokens", str(args.max_tokens),
@@ -113,26 +119,45 @@ def run_load(args, target, load_args, timeout, seed):
     if args.prompts:
         cmd += ["--prompts", args.prompts]
     log(" ".join(cmd[1:]))
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"conclave-load exited {done.returncode}: {done.stderr}")
-    return json.loads(done.stdout)
-
-
-def closed_loop_rate(report, concurrency):
-    """Completed calls per second of a closed-loop probe: C / mean latency
-    when every call ended OK, else completed / wall time."""
-    e2e = report["e2e_ms"]
-    if report["requests"]["by_status"] == {"OK": report["requests"]["issued"]} and e2e["mean"] > 0:
-        return concurrency / (e2e["mean"] / 1000)
-    return report["throughput_rps"]
-
-
-def phase(args, server, sampler, name, load_args, seconds, seed):
-    """Runs conclave-load, then reports it with the RSS seen meanwhile."""
     start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steady = None
+    if window:
+        w0, w1, server = window
+        time.sleep(max(0.0, start + w0 - time.monotonic()))
+        first = (time.monotonic(), served_counters(server))
+        time.sleep(max(0.0, start + w1 - time.monotonic()))
+        last = (time.monotonic(), served_counters(server))
+        seconds = last[0] - first[0]
+        steady = {"window_s": round(seconds, 3),
+                  "completed": last[1][0] - first[1][0],
+                  "rate_rps": round((last[1][0] - first[1][0]) / seconds, 4),
+                  "agent_tokens_per_s": round((last[1][1] - first[1][1]) / seconds, 1)}
+    stdout, stderr = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"conclave-load exited {proc.returncode}: {stderr}")
+    report = json.loads(stdout)
+    if steady is not None:
+        report["server_steady_window"] = steady
+    return report
+
+
+def served_counters(server):
+    """(calls ended OK, tokens generated) so far, from the server's metrics."""
+    samples = conclave_api.read_metrics(server.metrics_address)
+    ok = sum(v for n, _, v in samples if n == "conclave_request_success_total")
+    tokens = sum(v for n, _, v in samples if n == "conclave_generation_tokens_total")
+    return ok, tokens
+
+
+def phase(args, server, sampler, name, load_args, seconds, seed, steady_window=False):
+    """Runs conclave-load, then reports it with the RSS seen meanwhile; with
+    steady_window, also the server's completions over the last two thirds
+    of the load (before the drain)."""
+    start = time.monotonic()
+    window = (seconds / 3, seconds, server) if steady_window else None
     report = run_load(args, server.address, load_args,
-                      timeout=seconds + args.drain_timeout + 120, seed=seed)
+                      timeout=seconds + args.drain_timeout + 120, seed=seed, window=window)
     end = time.monotonic()
     result = {"phase": name, "load": report, "rss_kib": summary(sampler.between(start, end)),
               "server_after": queue_metrics(server)}
@@ -185,8 +210,8 @@ def main():
                 for c in [int(x) for x in args.concurrencies.split(",") if x]:
                     probe = phase(args, server, sampler, f"closed c={c}",
                                   ["--concurrency", str(c), "--duration", str(args.probe_seconds)],
-                                  args.probe_seconds, next(seeds))
-                    probe["rate_rps"] = round(closed_loop_rate(probe["load"], c), 4)
+                                  args.probe_seconds, next(seeds), steady_window=True)
+                    probe["rate_rps"] = probe["load"]["server_steady_window"]["rate_rps"]
                     log(f"closed c={c}: {probe['rate_rps']} contemplations/s")
                     probes.append(probe)
                 out["probes"] = probes
