@@ -304,6 +304,8 @@ def request_seeds(pb):
                       "answer_format": "ANSWER_FORMAT_MULTIPLE_CHOICE"},
         "confidence_defaults": {"messages": [user], "agents": 2,
                                 "stopping": {"confidence": {"enabled": True}}},
+        "consensus_defaults": {"messages": [user],
+                               "stopping": {"consensus": {"enabled": True}}},
         "synthesis": {"messages": [user], "aggregator": "AGGREGATOR_SYNTHESIS",
                       "answer_format": "ANSWER_FORMAT_BOXED", "max_tokens": 2},
     }

@@ -17,17 +17,6 @@
 
 namespace conclave::orchestrator {
 
-const char* AggregatorName(AggregatorKind kind) {
-  switch (kind) {
-    case AggregatorKind::kAuto: return "auto";
-    case AggregatorKind::kMajority: return "majority";
-    case AggregatorKind::kConfidence: return "confidence";
-    case AggregatorKind::kVerifier: return "verifier";
-    case AggregatorKind::kSynthesis: return "synthesis";
-  }
-  return "unknown";
-}
-
 const char* StopReasonName(StopReason reason) {
   switch (reason) {
     case StopReason::kConsensus: return "consensus";
@@ -83,42 +72,6 @@ std::vector<engine::ChatMessage> WithRole(std::vector<engine::ChatMessage> messa
   }
   messages.push_back({"user", role_prompt});
   return messages;
-}
-
-absl::Status Validate(const ContemplateOptions& o, const EngineClient& client) {
-  if (o.messages.empty()) return absl::InvalidArgumentError("messages must not be empty");
-  const int max_agents = client.max_sequences_per_request();
-  if (o.agents < 1 || o.agents > max_agents) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("agents=", o.agents, " must be in [1, ", max_agents, "]"));
-  }
-  if (o.max_tokens < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens=", o.max_tokens, " must be >= 2"));
-  }
-  if (o.thinking_budget < 0 || o.thinking_budget >= o.max_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("thinking_budget=", o.thinking_budget,
-                                                   " must be in [0, max_tokens - 1 = ",
-                                                   o.max_tokens - 1, "]"));
-  }
-  if (!(o.confidence_eta > 0.0 && o.confidence_eta <= 100.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("confidence_eta=", o.confidence_eta, " must be in (0, 100]"));
-  }
-  if (o.confidence_window < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("confidence_window=", o.confidence_window, " must be >= 1"));
-  }
-  if (o.aggregator_max_tokens < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("aggregator_max_tokens=", o.aggregator_max_tokens, " must be >= 1"));
-  }
-  if (o.roles.size() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat("roles has ", o.roles.size(),
-                                                   " entries; at most 64"));
-  }
-  engine::SamplingParams s = o.sampling;
-  s.temperature = o.temperature;
-  return engine::ValidateSamplingParams(s);
 }
 
 }  // namespace
@@ -197,7 +150,10 @@ class Contemplation::Runner {
   }
 
   absl::StatusOr<ContemplateResult> Run() {
-    if (absl::Status s = Validate(o_, client_); !s.ok()) return s;
+    if (absl::Status s = ValidateContemplateOptions(o_, client_.max_sequences_per_request());
+        !s.ok()) {
+      return s;
+    }
     if (o_.consensus) {
       absl::StatusOr<ConsensusStop> c = ConsensusStop::Create(*o_.consensus);
       if (!c.ok()) return c.status();

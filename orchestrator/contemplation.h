@@ -41,6 +41,7 @@
 #include "engine/request_stream.h"
 #include "engine/tokenizer/chat_template.h"
 #include "orchestrator/aggregate/vote.h"
+#include "orchestrator/contemplate_options.h"
 #include "orchestrator/answer/extract.h"
 #include "orchestrator/engine_client.h"
 #include "orchestrator/plan/agent_plan.h"
@@ -48,38 +49,6 @@
 #include "orchestrator/policy/consensus_stop.h"
 
 namespace conclave::orchestrator {
-
-enum class AggregatorKind { kAuto, kMajority, kConfidence, kVerifier, kSynthesis };
-const char* AggregatorName(AggregatorKind kind);
-
-struct ContemplateOptions {
-  std::vector<engine::ChatMessage> messages;  // the question
-  int agents = 4;                             // [1, EngineClient::max_sequences_per_request]
-  float temperature = 0.8f;                   // base; see PlanOptions
-  float temperature_spread = 0.0f;
-  uint64_t seed = 0;                          // agent i samples with seed + i
-  // Role prompts, assigned round robin. An entry that names a built-in role
-  // (BuiltinRoles: "step_by_step", "work_backwards", ...) stands for that
-  // role's prompt; any other entry is the prompt itself.
-  std::vector<std::string> roles;
-  // Reasoning tokens per agent before its answer is forced; 0: none (the
-  // agent may use all of max_tokens).
-  int thinking_budget = 0;
-  int max_tokens = 1024;  // generated tokens per agent, >= 2
-  engine::SamplingParams sampling;  // top_p, top_k, min_p, penalties (temperature and seed: per agent)
-  AnswerFormat answer_format = AnswerFormat::kAuto;
-  AggregatorKind aggregator = AggregatorKind::kAuto;
-  double confidence_eta = 90.0;  // kConfidence: percent of agents whose votes count
-  std::optional<ConsensusStopOptions> consensus;    // absent: off
-  std::optional<ConfidenceStopOptions> confidence;  // absent: off
-  int confidence_window = 2048;  // tokens in each agent's sliding confidence mean
-  int aggregator_max_tokens = 512;  // the synthesis pass
-  // Longest agent prompt accepted, in tokens after the chat template (and
-  // the role prompt); 0: only the model's context limits it.
-  int max_prompt_tokens = 0;
-  bool stream_agent_text = false;
-  uint64_t cache_salt = 0;
-};
 
 enum class StopReason { kConsensus, kLowConfidence, kCancelled };
 const char* StopReasonName(StopReason reason);

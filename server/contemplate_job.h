@@ -101,11 +101,6 @@ class ContemplateJob {
   std::optional<orchestrator::ContemplateResult> result_;
 };
 
-// The request with the proto's defaults applied (after
-// ValidateContemplateRequest), `seed` used when it gives none.
-absl::StatusOr<orchestrator::ContemplateOptions> ToContemplateOptions(
-    const v1::ContemplateRequest& request, const RequestLimits& limits, uint64_t seed);
-
 // An event of a run as its conclave.v1 message.
 v1::ContemplateEvent ToProtoEvent(const orchestrator::ContemplateEvent& event);
 

@@ -18,7 +18,6 @@
 #include "conclave/v1/conclave.pb.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/contemplate_job.h"  // ToContemplateOptions
 #include "server/service_context.h"
 
 namespace conclave::server {

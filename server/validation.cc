@@ -6,11 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/sampling/stop_checker.h"
+#include "orchestrator/contemplate_options.h"
 
 namespace conclave::server {
 namespace {
 
-constexpr int kMaxRoles = 64;
+constexpr int kMaxRoles = orchestrator::kMaxRoles;
 constexpr size_t kMaxRoleBytes = 4096;
 constexpr int kMaxConfidenceWindow = 8192;
 
