@@ -44,6 +44,10 @@ struct CallResult {
   // The server's retry-after trailer (whole seconds) of a refused call;
   // zero when it sent none.
   absl::Duration retry_after = absl::ZeroDuration();
+  // HTTP calls (http_call.h) only: how the call ended as the report names
+  // it ("200", "429", "timeout", ...: http_outcome.h); `code` is then the
+  // gRPC code that end stands for. Empty for gRPC calls, named by `code`.
+  std::string http_status;
 };
 
 class Call {

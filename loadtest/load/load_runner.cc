@@ -14,6 +14,11 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "loadtest/load/arrival.h"
+#include "loadtest/load/call_threads.h"
+#include "loadtest/load/http_call.h"
+#include "loadtest/load/http_outcome.h"
+#include "loadtest/load/http_requests.h"
+#include "loadtest/load/target.h"
 
 namespace conclave::loadtest {
 namespace {
@@ -51,11 +56,39 @@ bool WaitUntil(Shared& shared, std::unique_lock<std::mutex>& lock, absl::Time un
   return true;
 }
 
+// An HTTP call due while `cap` calls are in flight: not sent.
+CallResult NotSent(Mode mode, absl::Duration at, int cap) {
+  CallResult r;
+  r.mode = mode;
+  r.start = at;
+  r.code = grpc::StatusCode::ABORTED;
+  r.http_status = std::string(kHttpClientCap);
+  r.message = absl::StrCat("not sent: ", cap, " HTTP calls were in flight (--max-http-in-flight)");
+  return r;
+}
+
 }  // namespace
 
+const char* ProtocolName(Protocol protocol) {
+  return protocol == Protocol::kHttp ? "http" : "grpc";
+}
+
 absl::StatusOr<RunOutcome> RunLoad(const LoadConfig& config, Workload& workload) {
+  const bool http = config.protocol == Protocol::kHttp;
   auto shared = std::make_shared<Shared>();
-  for (int i = 0; i < std::max(1, config.channels); ++i) {
+  HostPort http_target;
+  if (http) {
+    if (config.concurrency > config.max_http_in_flight) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("concurrency=", config.concurrency,
+                       " exceeds max_http_in_flight=", config.max_http_in_flight));
+    }
+    absl::StatusOr<HostPort> target = ParseTarget(config.target);
+    if (!target.ok()) return target.status();
+    http_target = *target;
+    if (absl::Status s = WaitForHttpServer(http_target, kConnectTimeout); !s.ok()) return s;
+  }
+  for (int i = 0; !http && i < std::max(1, config.channels); ++i) {
     grpc::ChannelArguments args;
     // A subchannel pool per channel, and a distinct argument, so that the
     // channels do not share one connection.
@@ -90,6 +123,8 @@ absl::StatusOr<RunOutcome> RunLoad(const LoadConfig& config, Workload& workload)
     shared->live.erase(it);
     shared->changed.notify_all();
   };
+  // The HTTP calls' threads: joined below, before RunLoad returns.
+  CallThreads threads;
   absl::Time last_send = start;
   auto send = [&](const WorkItem& item) {
     CallOptions options;
@@ -97,14 +132,31 @@ absl::StatusOr<RunOutcome> RunLoad(const LoadConfig& config, Workload& workload)
     options.run_start = start;
     options.deadline = config.deadline;
     options.api_key = config.api_key;
-    v1::Conclave::Stub& stub = *shared->stubs[out.issued % shared->stubs.size()];
+    if (http) {
+      // Only the dispatcher adds to `live`: the count cannot grow before
+      // the emplace below.
+      std::lock_guard<std::mutex> lock(shared->mu);
+      if (static_cast<int>(shared->live.size()) >= config.max_http_in_flight) {
+        shared->results.push_back(
+            NotSent(item.mode, absl::Now() - start, config.max_http_in_flight));
+        ++out.issued;
+        last_send = absl::Now();
+        return;
+      }
+    }
     const std::string& question = workload.prompt(item.prompt);
-    std::shared_ptr<Call> call =
-        item.mode == Mode::kContemplate
-            ? NewContemplateCall(stub, MakeContemplateRequest(item, question, config.shape),
-                                 options, done)
-            : NewGenerateCall(stub, MakeGenerateRequest(item, question, config.shape), item.mode,
-                              options, done);
+    std::shared_ptr<Call> call;
+    if (http) {
+      call = NewHttpCall(threads, http_target, item.mode,
+                         MakeHttpRequest(item, question, config.shape), options, done);
+    } else {
+      v1::Conclave::Stub& stub = *shared->stubs[out.issued % shared->stubs.size()];
+      call = item.mode == Mode::kContemplate
+                 ? NewContemplateCall(stub, MakeContemplateRequest(item, question, config.shape),
+                                      options, done)
+                 : NewGenerateCall(stub, MakeGenerateRequest(item, question, config.shape),
+                                   item.mode, options, done);
+    }
     {
       std::lock_guard<std::mutex> lock(shared->mu);
       shared->live.emplace(out.issued, call);
@@ -184,6 +236,11 @@ absl::StatusOr<RunOutcome> RunLoad(const LoadConfig& config, Workload& workload)
   {
     std::unique_lock<std::mutex> lock(shared->mu);
     WaitUntil(*shared, lock, absl::Now() + kCancelGrace, [&] { return shared->live.empty(); });
+  }
+  // HTTP: no call thread outlives the run (a cancelled call stops at once).
+  threads.JoinAll();
+  {
+    std::lock_guard<std::mutex> lock(shared->mu);
     out.wall = absl::Now() - start;
     out.results = shared->results;
   }

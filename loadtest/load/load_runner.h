@@ -6,9 +6,12 @@
 // comes first, then waits up to `drain_timeout` for the calls in flight and
 // cancels what is left.
 //
-// One dispatcher thread (the caller's) decides when to send; the calls run
-// on gRPC's callback API over `channels` channels (each its own HTTP/2
-// connection), taken in turn.
+// One dispatcher thread (the caller's) decides when to send. gRPC: the calls
+// run on gRPC's callback API over `channels` channels (each its own HTTP/2
+// connection), taken in turn. HTTP (the OpenAI-compatible endpoint): each
+// call runs on a thread and a connection of its own (http_call.h), at most
+// `max_http_in_flight` at once; every thread is joined before RunLoad
+// returns.
 #ifndef CONCLAVE_LOADTEST_LOAD_LOAD_RUNNER_H_
 #define CONCLAVE_LOADTEST_LOAD_LOAD_RUNNER_H_
 
@@ -24,9 +27,14 @@
 
 namespace conclave::loadtest {
 
+enum class Protocol { kGrpc, kHttp };
+// "grpc", "http" (the names --protocol takes).
+const char* ProtocolName(Protocol protocol);
+
 struct LoadConfig {
+  Protocol protocol = Protocol::kGrpc;
   std::string target;  // HOST:PORT, checked to be loopback by the caller
-  int channels = 1;
+  int channels = 1;    // gRPC only
   double rate = 0;      // > 0: open loop, requests per second
   int concurrency = 0;  // > 0: closed loop (exactly one of the two is set)
   RequestShape shape;
@@ -41,6 +49,10 @@ struct LoadConfig {
   // (which turns a full queue into a stream of refusals).
   bool honor_retry_after = true;
   std::string api_key;
+  // HTTP: the most calls in flight (one thread each). A call due while this
+  // many are in flight is not sent: it ends at once as "client_cap"
+  // (http_outcome.h). A closed loop's concurrency may not exceed it.
+  int max_http_in_flight = 1024;
 };
 
 struct RunOutcome {
@@ -57,9 +69,10 @@ struct RunOutcome {
 };
 
 // `workload` decides each request's mode and question (seeded by the
-// caller). Connects every channel first (UNAVAILABLE naming the target when
-// one does not connect within 10 s), then runs and blocks until every call
-// has ended.
+// caller; HTTP: only modes with an HTTP route). Connects every channel first
+// (HTTP: waits for an answer), UNAVAILABLE naming the target when none comes
+// within 10 s; INVALID_ARGUMENT for an HTTP closed loop wider than
+// max_http_in_flight. Then runs and blocks until every call has ended.
 absl::StatusOr<RunOutcome> RunLoad(const LoadConfig& config, Workload& workload);
 
 }  // namespace conclave::loadtest

@@ -33,7 +33,7 @@ json Section(const std::vector<CallResult>& results, absl::Duration wall,
   for (const CallResult& r : results) {
     if (!keep(r)) continue;
     ++issued;
-    ++by_status[StatusCodeName(r.code)];
+    ++by_status[StatusName(r)];
     if (r.code == grpc::StatusCode::RESOURCE_EXHAUSTED) rejected.push_back(Ms(r.latency));
     if (r.code != grpc::StatusCode::OK) continue;
     ++completed;
@@ -82,9 +82,15 @@ std::string StatusCodeName(grpc::StatusCode code) {
   return absl::StrCat("CODE_", i);
 }
 
+std::string StatusName(const CallResult& result) {
+  return result.http_status.empty() ? StatusCodeName(result.code) : result.http_status;
+}
+
 json BuildReport(const LoadConfig& config, const ReportInputs& inputs, const RunOutcome& outcome) {
   const bool open = config.rate > 0;
+  const bool http = config.protocol == Protocol::kHttp;
   json cfg = {
+      {"protocol", ProtocolName(config.protocol)},
       {"target", config.target},
       {"loop", open ? "open" : "closed"},
       {"mix", MixToString(inputs.mix)},
@@ -105,6 +111,10 @@ json BuildReport(const LoadConfig& config, const ReportInputs& inputs, const Run
       {"seed", config.seed},
       {"api_key", !config.api_key.empty()},  // whether one was sent; never the key
   };
+  if (http) {
+    cfg.erase("channels");  // each HTTP call has a connection of its own
+    cfg["max_http_in_flight"] = config.max_http_in_flight;
+  }
   if (open) {
     cfg["rate"] = config.rate;
   } else {
@@ -117,7 +127,7 @@ json BuildReport(const LoadConfig& config, const ReportInputs& inputs, const Run
   std::map<std::string, std::string> errors;
   for (const CallResult& r : outcome.results) {
     drained += r.cancelled_at_drain;
-    if (r.code != grpc::StatusCode::OK) errors.emplace(StatusCodeName(r.code), r.message);
+    if (r.code != grpc::StatusCode::OK) errors.emplace(StatusName(r), r.message);
   }
   json requests = {{"issued", outcome.issued},
                    {"completed", report["completed"]},
