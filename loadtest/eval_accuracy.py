@@ -20,6 +20,10 @@ last "####" of the file's answer field, compared numerically.
   .venv/bin/python loadtest/eval_accuracy.py --data loadtest/data/easy_arith.jsonl \\
       --limit 100 --agents 8 [--server HOST:PORT]   # else it starts build/bin/conclave-server
 
+--few-shot K puts K solved examples (FEW_SHOT) before the question as
+earlier user/assistant turns, for base models that do not follow the
+instruction (the Gemma 3 270M package: --few-shot 3).
+
 The default data set is loadtest/data/easy_arith.jsonl (one-step problems,
 see make_easy_arith.py): the 135M default model solves almost no GSM8K
 problem, so GSM8K (../shared/data/gsm8k/dev.jsonl) separates the modes only
@@ -43,6 +47,18 @@ INSTRUCTION = ("Think about the problem step by step, showing your reasoning. En
                "with a final line of the form \"#### <number>\", where <number> is the final "
                "numeric answer only.")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# Solved examples for --few-shot, one per kind of problem in
+# easy_arith.jsonl, with names and numbers it does not use: a base
+# (pretrained-only) model such as the Gemma 3 270M package, which has no chat
+# template and does not follow the instruction, continues the pattern.
+FEW_SHOT = [
+    ("Theo has 12 kites. Theo gets 5 more kites. How many kites does Theo have now?",
+     "Theo starts with 12 kites and gets 5 more: 12 + 5 = 17.\n#### 17"),
+    ("Nora has 40 stamps. Nora gives away 15 stamps. How many stamps does Nora have left?",
+     "Nora starts with 40 stamps and gives away 15: 40 - 15 = 25.\n#### 25"),
+    ("Omar has 3 boxes with 6 rocks in each box. How many rocks does Omar have in total?",
+     "3 boxes of 6 rocks each: 3 * 6 = 18.\n#### 18"),
+]
 
 
 def gold_answer(text):
@@ -70,12 +86,22 @@ class Runner:
     def __init__(self, api, stub, args):
         self.api, self.stub, self.args = api, stub, args
 
+    def question_turns(self, question):
+        """The question as chat turns: with --few-shot K, K solved examples
+        as earlier user/assistant turns first."""
+        pb = self.api.pb
+        turns = []
+        for q, a in FEW_SHOT[:self.args.few_shot]:
+            turns += [pb.ChatMessage(role=pb.ROLE_USER, content=q),
+                      pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=a)]
+        return turns + [pb.ChatMessage(role=pb.ROLE_USER, content=question)]
+
     def instant(self, i, question):
         pb = self.api.pb
         req = pb.GenerateRequest(
             mode=pb.MODE_INSTANT,
             messages=[pb.ChatMessage(role=pb.ROLE_SYSTEM, content=INSTRUCTION),
-                      pb.ChatMessage(role=pb.ROLE_USER, content=question)],
+                      *self.question_turns(question)],
             sampling=pb.SamplingParams(temperature=0.0),
             max_tokens=self.args.max_tokens)
         text, generated = "", 0
@@ -91,7 +117,7 @@ class Runner:
     def contemplate(self, i, question, aggregator, stopping, agents=None, temperature=None):
         pb = self.api.pb
         req = pb.ContemplateRequest(
-            messages=[pb.ChatMessage(role=pb.ROLE_USER, content=question)],
+            messages=self.question_turns(question),
             agents=agents or self.args.agents,
             aggregator=aggregator,
             answer_format=getattr(pb, "ANSWER_FORMAT_" + self.args.answer_format.upper()),
@@ -128,6 +154,8 @@ def main():
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--few-shot", type=int, default=0, choices=range(len(FEW_SHOT) + 1),
+                    help="solved examples given as earlier chat turns (for base models)")
     ap.add_argument("--configs", default="instant,majority,confidence,verifier,synthesis,consensus,lowconf")
     ap.add_argument("--concurrency", type=int, default=2, help="questions in flight")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per request")
@@ -197,7 +225,7 @@ def main():
             server.stop()
     print(json.dumps({"model": pathlib.Path(args.model).stem,
                       "data": pathlib.Path(args.data).name, "agents": args.agents,
-                      "answer_format": args.answer_format,
+                      "answer_format": args.answer_format, "few_shot": args.few_shot,
                       "max_tokens": args.max_tokens, "temperature": args.temperature,
                       "concurrency": args.concurrency, "results": results}, indent=2))
 
