@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/sampling/sampler.h"
+#include "engine/sampling/stop_checker.h"
 
 namespace conclave::orchestrator {
 
@@ -48,6 +49,7 @@ absl::Status ValidateContemplateOptions(const ContemplateOptions& o, int max_age
     return absl::InvalidArgumentError(absl::StrCat("roles has ", o.roles.size(),
                                                    " entries; at most ", kMaxRoles));
   }
+  if (absl::Status st = engine::ValidateStopStrings(o.stop); !st.ok()) return st;
   engine::SamplingParams s = o.sampling;
   s.temperature = o.temperature;
   return engine::ValidateSamplingParams(s);

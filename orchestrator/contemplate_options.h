@@ -37,6 +37,9 @@ struct ContemplateOptions {
   // agent may use all of max_tokens).
   int thinking_budget = 0;
   int max_tokens = 1024;  // generated tokens per agent, >= 2
+  // Stop strings of every agent, forced answer and synthesis pass (the
+  // engine's rules: engine::ValidateStopStrings).
+  std::vector<std::string> stop;
   engine::SamplingParams sampling;  // top_p, top_k, min_p, penalties (temperature and seed: per agent)
   AnswerFormat answer_format = AnswerFormat::kAuto;
   AggregatorKind aggregator = AggregatorKind::kAuto;
@@ -59,7 +62,7 @@ inline constexpr int kMaxRoles = 64;
 // `max_agents` sequences per request: messages, agents in [1, max_agents],
 // max_tokens >= 2, thinking_budget in [0, max_tokens - 1], confidence_eta in
 // (0, 100], confidence_window and aggregator_max_tokens >= 1, at most
-// kMaxRoles roles, and the sampling (with the base temperature) valid.
+// kMaxRoles roles, valid stop strings, and the sampling (with the base temperature) valid.
 // INVALID_ARGUMENT naming the field otherwise. The stopping policies'
 // options are checked by their own Create.
 absl::Status ValidateContemplateOptions(const ContemplateOptions& o, int max_agents);

@@ -250,6 +250,7 @@ class Contemplation::Runner {
     r.sampling.clear();
     for (int i : g) r.sampling.push_back(AgentSampling(*agents_[i]));
     r.max_tokens = AgentBudget(*agents_[g[0]]);
+    r.stop = o_.stop;
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
     absl::StatusOr<std::shared_ptr<engine::RequestStream>> s = Submit(std::move(r));
@@ -461,6 +462,7 @@ class Contemplation::Runner {
       return OnAgentEnded(a, engine::FinishReason::kLength);  // no room: judge what it wrote
     }
     r.sampling = {AgentSampling(a)};
+    r.stop = o_.stop;
     r.confidence_window = o_.confidence_window;
     r.cache_salt = o_.cache_salt;
     absl::StatusOr<std::shared_ptr<engine::RequestStream>> st = Submit(std::move(r));
@@ -711,6 +713,7 @@ class Contemplation::Runner {
     engine::SamplingParams s = o_.sampling;
     s.temperature = 0.0f;  // the aggregator writes its best, not a sample
     req.sampling = {s};
+    req.stop = o_.stop;
     req.cache_salt = o_.cache_salt;
     std::vector<engine::EngineRequest> requests;
     requests.push_back(std::move(req));

@@ -48,6 +48,7 @@ absl::StatusOr<orchestrator::ContemplateOptions> ToContemplateOptions(
   o.temperature_spread = std::min(o.temperature_spread, 2.0f * o.temperature);
   o.seed = request.has_seed() ? request.seed() : seed;
   o.roles.assign(request.roles().begin(), request.roles().end());
+  o.stop.assign(request.stop().begin(), request.stop().end());
   o.max_tokens = request.has_max_tokens()
                      ? request.max_tokens()
                      : std::min(kDefaultContemplateMaxTokens, limits.max_tokens_limit);

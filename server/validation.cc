@@ -330,6 +330,7 @@ absl::Status ValidateContemplateRequest(const v1::ContemplateRequest& request,
     }
     if (absl::Status s = CheckUtf8(request.roles(i), field); !s.ok()) return s;
   }
+  if (absl::Status s = ValidateStop(request.stop()); !s.ok()) return s;
   const std::optional<int> max_tokens = OptionalInt(request.has_max_tokens(), request.max_tokens());
   if (absl::StatusOr<int> m = ValidateMaxTokens(max_tokens, 2, limits); !m.ok()) return m.status();
   // What the agents get: the request's max_tokens, else the default lowered

@@ -337,6 +337,32 @@ TEST_F(ContemplationTest, CancelEndsTheRunAndFreesEverything) {
   ExpectEngineIdle();
 }
 
+TEST_F(ContemplationTest, StopStringsEndEachAgentsTextAndItsAnswerIsReadBeforeThem) {
+  // The same seeds with and without a stop string: each agent's stopped text
+  // is its free text up to the first stop string.
+  const Run free_run = Contemplate(Question(3));
+  ContemplateOptions o = Question(3);
+  o.stop = {"\n"};
+  const Run stopped_run = Contemplate(o);
+  ASSERT_TRUE(free_run.result.ok() && stopped_run.result.ok());
+  int cut = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string& free_text = free_run.result->agents[i].text;
+    const AgentOutcome& a = stopped_run.result->agents[i];
+    const size_t newline = free_text.find('\n');
+    if (newline == std::string::npos) {
+      EXPECT_EQ(a.text, free_text) << "agent " << i;
+      continue;
+    }
+    ++cut;
+    EXPECT_EQ(a.text, free_text.substr(0, newline)) << "agent " << i;
+    EXPECT_EQ(a.finish, engine::FinishReason::kStopString) << "agent " << i;
+    EXPECT_EQ(a.answer.found, ExtractAnswer(a.text, o.answer_format).found);
+  }
+  EXPECT_GT(cut, 0) << "no agent wrote a newline: the test checks nothing";
+  ExpectEngineIdle();
+}
+
 TEST_F(ContemplationTest, InvalidOptionsAreRejectedBeforeAnythingRuns) {
   ContemplateOptions o = Question(0);
   EXPECT_EQ(Contemplate(o).result.status().code(), absl::StatusCode::kInvalidArgument);
@@ -350,6 +376,11 @@ TEST_F(ContemplationTest, InvalidOptionsAreRejectedBeforeAnythingRuns) {
   o = Question(2);
   o.thinking_budget = o.max_tokens;
   EXPECT_EQ(Contemplate(o).result.status().code(), absl::StatusCode::kInvalidArgument);
+  o = Question(2);
+  o.stop = {""};
+  const Run empty_stop = Contemplate(o);
+  EXPECT_EQ(empty_stop.result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(empty_stop.result.status().message().find("stop[0]"), std::string::npos);
   EXPECT_EQ(engine_->stats().steps, 0);
 }
 

@@ -141,6 +141,23 @@ def test_roles_and_thinking_budget_reach_the_agents(api, stub):
     assert [s.seed for s in started] == [11, 12]
 
 
+def test_stop_strings_end_every_agents_text(api, stub):
+    """With stream_agent_text, no agent's text holds the stop string, and an
+    agent cut by it finishes with FINISH_REASON_STOP_STRING."""
+    pb = api.pb
+    events = contemplate(api, stub, agents=3, stop=["\n"], max_tokens=64,
+                         stream_agent_text=True)
+    check_bookkeeping(pb, events, 3)
+    texts = {}
+    for delta in of_kind(events, "agent_text"):
+        texts[delta.agent] = texts.get(delta.agent, "") + delta.text
+    assert all("\n" not in t for t in texts.values())
+    finished = of_kind(events, "agent_finished")
+    cut = [f for f in finished if f.finish_reason == pb.FINISH_REASON_STOP_STRING]
+    assert cut, "no agent reached a newline in 64 tokens: the test checks nothing"
+    assert all(f.tokens < 64 for f in cut)
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda r, pb: r.ClearField("messages"), "messages is empty"),
     (lambda r, pb: setattr(r, "agents", 0), "agents=0"),
@@ -150,8 +167,9 @@ def test_roles_and_thinking_budget_reach_the_agents(api, stub):
      "max_prompt_tokens=512"),
     (lambda r, pb: setattr(r, "temperature", -0.5), "temperature"),
     (lambda r, pb: setattr(r, "max_tokens", 0), "max_tokens"),
+    (lambda r, pb: r.stop.extend(["x"] * 17), "stop has 17 strings"),
 ], ids=["no-messages", "zero-agents", "too-many-agents", "model", "prompt-too-long",
-        "temperature", "max-tokens"])
+        "temperature", "max-tokens", "stop"])
 def test_invalid_contemplate_requests_get_invalid_argument(api, stub, mutate, message):
     request = api.pb.ContemplateRequest(
         messages=[api.pb.ChatMessage(role=api.pb.ROLE_USER, content=QUESTION)], agents=2)

@@ -368,6 +368,12 @@ TEST(ValidationTest, ContemplateChecksItsOtherFields) {
               HasSubstr("stopping.confidence.window=0"));
   EXPECT_THAT(with([](v1::ContemplateRequest& r) { r.set_confidence_eta(0); }),
               HasSubstr("confidence_eta=0"));
+  EXPECT_THAT(with([](v1::ContemplateRequest& r) { r.add_stop(""); }),
+              HasSubstr("stop[0] is 0 bytes"));
+  EXPECT_THAT(with([](v1::ContemplateRequest& r) {
+                for (int i = 0; i < 17; ++i) r.add_stop("x");
+              }),
+              HasSubstr("stop has 17 strings"));
   EXPECT_THAT(with([](v1::ContemplateRequest& r) { r.add_roles(std::string(5000, 'x')); }),
               HasSubstr("roles[0] is 5000 bytes"));
 }
