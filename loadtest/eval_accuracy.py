@@ -22,7 +22,10 @@ last "####" of the file's answer field, compared numerically.
 
 --few-shot K puts K solved examples (FEW_SHOT) before the question as
 earlier user/assistant turns, for base models that do not follow the
-instruction (the Gemma 3 270M package: --few-shot 3).
+instruction (the Gemma 3 270M package: --few-shot 3). Each example's answer
+is one line ending in "#### n", and every call then stops at the end of the
+line (stop "\n", the examples' separator, as few-shot harnesses stop at
+theirs): a base model writes on past its answer, into text it invents.
 
 The default data set is loadtest/data/easy_arith.jsonl (one-step problems,
 see make_easy_arith.py): the 135M default model solves almost no GSM8K
@@ -53,12 +56,13 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # template and does not follow the instruction, continues the pattern.
 FEW_SHOT = [
     ("Theo has 12 kites. Theo gets 5 more kites. How many kites does Theo have now?",
-     "Theo starts with 12 kites and gets 5 more: 12 + 5 = 17.\n#### 17"),
+     "Theo starts with 12 kites and gets 5 more: 12 + 5 = 17. #### 17"),
     ("Nora has 40 stamps. Nora gives away 15 stamps. How many stamps does Nora have left?",
-     "Nora starts with 40 stamps and gives away 15: 40 - 15 = 25.\n#### 25"),
+     "Nora starts with 40 stamps and gives away 15: 40 - 15 = 25. #### 25"),
     ("Omar has 3 boxes with 6 rocks in each box. How many rocks does Omar have in total?",
-     "3 boxes of 6 rocks each: 3 * 6 = 18.\n#### 18"),
+     "3 boxes of 6 rocks each: 3 * 6 = 18. #### 18"),
 ]
+FEW_SHOT_STOP = ["\n"]  # the examples' answers are one line
 
 
 def gold_answer(text):
@@ -85,6 +89,7 @@ def instant_answer(text):
 class Runner:
     def __init__(self, api, stub, args):
         self.api, self.stub, self.args = api, stub, args
+        self.stop = FEW_SHOT_STOP if args.few_shot else []
 
     def question_turns(self, question):
         """The question as chat turns: with --few-shot K, K solved examples
@@ -103,7 +108,7 @@ class Runner:
             messages=[pb.ChatMessage(role=pb.ROLE_SYSTEM, content=INSTRUCTION),
                       *self.question_turns(question)],
             sampling=pb.SamplingParams(temperature=0.0),
-            max_tokens=self.args.max_tokens)
+            max_tokens=self.args.max_tokens, stop=self.stop)
         text, generated = "", 0
         for resp in self.stub.Generate(req, timeout=self.args.timeout):
             if resp.HasField("delta"):
@@ -123,7 +128,7 @@ class Runner:
             answer_format=getattr(pb, "ANSWER_FORMAT_" + self.args.answer_format.upper()),
             temperature=self.args.temperature if temperature is None else temperature,
             seed=1000 + i,
-            max_tokens=self.args.max_tokens)
+            max_tokens=self.args.max_tokens, stop=self.stop)
         if stopping == "consensus":
             req.stopping.consensus.enabled = True
             req.stopping.consensus.min_finished = max(2, self.args.agents // 4)
@@ -226,6 +231,7 @@ def main():
     print(json.dumps({"model": pathlib.Path(args.model).stem,
                       "data": pathlib.Path(args.data).name, "agents": args.agents,
                       "answer_format": args.answer_format, "few_shot": args.few_shot,
+                      "stop": FEW_SHOT_STOP if args.few_shot else [],
                       "max_tokens": args.max_tokens, "temperature": args.temperature,
                       "concurrency": args.concurrency, "results": results}, indent=2))
 
