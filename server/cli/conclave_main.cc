@@ -14,7 +14,7 @@
 //
 //   generate [--mode instant|thinking] [--thinking-budget N] [--max-tokens N]
 //            [--temperature T] [--top-p P] [--seed S] [--logprobs N]
-//            [--system TEXT] [--json] "prompt"
+//            [--system TEXT] [--stop S] [--json] "prompt"
 //       Streams the answer as it is generated (thinking text first, under
 //       a "[thinking]" header, in thinking mode); a summary line (finish
 //       reason, tokens, timings) goes to stderr.
@@ -24,8 +24,9 @@
 //            [--answer-format auto|gsm8k|boxed|answer_line|multiple_choice|number]
 //            [--temperature T] [--temperature-spread S] [--seed S]
 //            [--thinking-budget N] [--max-tokens N] [--roles R1,R2]
-//            [--stream-agent-text] [--json] "question"
+//            [--stop S] [--stream-agent-text] [--json] "question"
 //       Prints the agents' progress and the final answer.
+//       --stop S: one stop string, with C escapes ('\n' is a newline).
 //   keys issue|revoke|list --store FILE ...
 //       Manages the server's API key store (cli/keys_command.h); needs no
 //       server.
@@ -52,6 +53,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -76,6 +78,8 @@ ABSL_FLAG(std::optional<double>, top_p, std::nullopt, "nucleus sampling threshol
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "sampling seed");
 ABSL_FLAG(int, logprobs, 0, "generate: alternatives reported per token (0-20)");
 ABSL_FLAG(std::string, system, "", "system message");
+ABSL_FLAG(std::string, stop, "",
+          "generate, contemplate: a stop string, with C escapes ('\\n' is a newline)");
 ABSL_FLAG(std::optional<int>, agents, std::nullopt, "contemplate: number of agents");
 ABSL_FLAG(std::string, aggregator, "", "contemplate: majority, confidence, verifier, synthesis");
 ABSL_FLAG(std::string, answer_format, "",
@@ -145,6 +149,16 @@ std::string FinishName(v1::FinishReason reason) {
   return absl::AsciiStrToLower(name.substr(std::string("FINISH_REASON_").size()));
 }
 
+// Adds --stop, its C escapes decoded, to `stop`; false when they are bad.
+bool AddStopFlag(google::protobuf::RepeatedPtrField<std::string>* stop) {
+  const std::string flag = absl::GetFlag(FLAGS_stop);
+  if (flag.empty()) return true;
+  std::string text;
+  if (!absl::CUnescape(flag, &text)) return false;
+  *stop->Add() = std::move(text);
+  return true;
+}
+
 int Generate(v1::Conclave::Stub& stub, const std::string& prompt) {
   v1::GenerateRequest request;
   const std::string mode = absl::GetFlag(FLAGS_mode);
@@ -156,6 +170,7 @@ int Generate(v1::Conclave::Stub& stub, const std::string& prompt) {
     return UsageError(absl::StrCat("--mode=", mode, ": use instant or thinking"));
   }
   AddMessages(prompt, request.mutable_messages());
+  if (!AddStopFlag(request.mutable_stop())) return UsageError("--stop has a bad escape sequence");
   if (auto v = absl::GetFlag(FLAGS_max_tokens)) request.set_max_tokens(*v);
   if (auto v = absl::GetFlag(FLAGS_thinking_budget)) request.set_thinking_budget(*v);
   v1::SamplingParams* sampling = request.mutable_sampling();
@@ -356,6 +371,7 @@ int Contemplate(v1::Conclave::Stub& stub, const std::string& question) {
   if (auto v = absl::GetFlag(FLAGS_max_tokens)) request.set_max_tokens(*v);
   for (const std::string& role : absl::GetFlag(FLAGS_roles)) request.add_roles(role);
   request.set_stream_agent_text(absl::GetFlag(FLAGS_stream_agent_text));
+  if (!AddStopFlag(request.mutable_stop())) return UsageError("--stop has a bad escape sequence");
 
   grpc::ClientContext context;
   PrepareContext(context);
@@ -410,11 +426,11 @@ int main(int argc, char** argv) {
       "generate|models|contemplate|keys [flags] [PROMPT]\n"
       "  generate [--mode instant|thinking] [--thinking-budget N] [--max-tokens N]\n"
       "           [--temperature T] [--top-p P] [--seed S] [--logprobs N] [--system TEXT]\n"
-      "           [--json] \"prompt\"\n"
+      "           [--stop S] [--json] \"prompt\"\n"
       "  models [--json]\n"
       "  contemplate [--agents N] [--aggregator A] [--answer-format F] [--temperature T]\n"
       "           [--temperature-spread S] [--seed S] [--thinking-budget N] [--max-tokens N]\n"
-      "           [--roles R1,R2] [--stream-agent-text] [--json] \"question\"\n",
+      "           [--roles R1,R2] [--stop S] [--stream-agent-text] [--json] \"question\"\n",
       conclave::server::KeysUsage()));
   std::vector<std::string> flag_storage;
   conclave::tools::NormalizeFlagNames(argc, argv, flag_storage);
