@@ -10,6 +10,8 @@ batch, and the request ends when its slowest agent does.
 
   .venv/bin/python loadtest/contemplate_latency.py --questions 20 --agents 8 \\
       [--max-tokens 192] [--server HOST:PORT]   # else it starts build/bin/conclave-server
+  --few-shot K: eval_accuracy.py's K solved examples before the question and
+  its stop "\n" (for a base model: --model models/gemma-3-270m-q4_k_m.gguf).
 
 Prints per-N medians of end-to-end latency, time to the first agent_text
 event, agent tokens per request and the slowest agent's tokens, and the
@@ -26,13 +28,18 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import conclave_api  # noqa: E402
+from eval_accuracy import FEW_SHOT, FEW_SHOT_STOP  # noqa: E402
 
 
 def run_one(api, stub, question, agents, args, seed):
     pb = api.pb
+    turns = []
+    for q, a in FEW_SHOT[:args.few_shot]:
+        turns += [pb.ChatMessage(role=pb.ROLE_USER, content=q),
+                  pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=a)]
     request = pb.ContemplateRequest(
-        messages=[pb.ChatMessage(role=pb.ROLE_USER, content=question)],
-        agents=agents, aggregator=pb.AGGREGATOR_MAJORITY,
+        messages=turns + [pb.ChatMessage(role=pb.ROLE_USER, content=question)],
+        stop=FEW_SHOT_STOP if args.few_shot else [], agents=agents, aggregator=pb.AGGREGATOR_MAJORITY,
         answer_format=pb.ANSWER_FORMAT_GSM8K, temperature=args.temperature,
         seed=seed, max_tokens=args.max_tokens, stream_agent_text=True)
     start = time.perf_counter()
@@ -67,6 +74,8 @@ def main():
     ap.add_argument("--server", help="HOST:PORT of a running server (else one is started)")
     ap.add_argument("--model", default=str(conclave_api.DEFAULT_MODEL))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--few-shot", type=int, default=0, choices=range(len(FEW_SHOT) + 1),
+                    help="eval_accuracy.py's solved examples as earlier turns, with its stop")
     args = ap.parse_args()
 
     questions = [json.loads(line)["question"] for line in open(args.data) if line.strip()]
@@ -98,6 +107,7 @@ def main():
     print(json.dumps({
         "model": pathlib.Path(args.model).stem, "questions": len(questions),
         "agents": args.agents, "max_tokens": args.max_tokens, "threads": args.threads,
+        "few_shot": args.few_shot,
         "n1": summary(single), f"n{args.agents}": summary(many),
         "median_latency_ratio": statistics.median(ratios),
         "ratio_of_medians": summary(many)["median_seconds"] / summary(single)["median_seconds"],
