@@ -251,6 +251,24 @@ def test_the_service_and_servicemonitor_reach_the_metrics_port():
                for k, v in monitor["spec"]["selector"]["matchLabels"].items())
 
 
+def test_every_port_the_images_open_is_declared_and_served():
+    """The ports of the images' ENTRYPOINT flags (--grpc-port, --http-port,
+    --metrics-port) are container ports of the Deployment and ports of the
+    Service."""
+    opened = set()
+    for name in ("Dockerfile.cpu", "Dockerfile.cuda"):
+        text = (DEPLOY / "docker" / name).read_text()
+        for line in re.findall(r"^ENTRYPOINT (\[.*\])$", text, re.M):
+            args = json.loads(line)
+            opened |= {int(args[i + 1]) for i, a in enumerate(args) if a.endswith("-port")}
+    assert {50051, 8080, 9400} <= opened
+    [container] = one("Deployment")["spec"]["template"]["spec"]["containers"]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert set(container_ports.values()) == opened
+    served = {container_ports[p["targetPort"]] for p in one("Service")["spec"]["ports"]}
+    assert served == opened
+
+
 def test_kubectl_renders_both_kustomizations():
     kubectl = shutil.which("kubectl")
     if kubectl is None:
