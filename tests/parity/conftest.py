@@ -44,6 +44,17 @@ def llama_cpp_module():
 _VOCABS = {}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_vocabs():
+    """Closes the cached vocabularies before the interpreter exits: left to
+    Llama.__del__ at shutdown, llama-cpp-python's free functions are already
+    gone and it prints a TypeError traceback per model."""
+    yield
+    for llm in _VOCABS.values():
+        llm.close()
+    _VOCABS.clear()
+
+
 @pytest.fixture(scope="session")
 def llama_vocab(model_path, llama_cpp_module):
     """llama_cpp.Llama(model_path, vocab_only=True), cached per model."""
