@@ -152,6 +152,24 @@ std::string_view FirstSentenceAnswer(std::string_view answer) {
   return answer;
 }
 
+// A format's placeholder in angle brackets, echoed from an instruction
+// ("<number>\", where <number> is ...", "<your answer>"): no answer. Needs
+// two or more letters inside, so "<A>" is not one.
+bool IsPlaceholder(std::string_view answer) {
+  if (answer.empty() || answer[0] != '<') return false;
+  int letters = 0;
+  for (size_t i = 1; i < answer.size(); ++i) {
+    const char c = answer[i];
+    if (c == '>') return letters >= 2;
+    if (IsAlpha(c)) {
+      ++letters;
+    } else if (c != ' ' && c != '_') {
+      return false;
+    }
+  }
+  return false;
+}
+
 // The answer line's text (already cleaned), or nullopt.
 std::optional<std::string_view> AnswerLineText(std::string_view text) {
   const std::vector<std::string_view> lines = Split(text, "\n", /*skip_empty=*/false);
@@ -170,6 +188,7 @@ std::optional<std::string_view> AnswerLineText(std::string_view text) {
       }
     }
     answer = FirstSentenceAnswer(answer);
+    if (IsPlaceholder(answer)) continue;
     if (!answer.empty() && !NormalizeAnswer(answer).empty()) return answer;
   }
   return std::nullopt;
@@ -186,7 +205,7 @@ ExtractedAnswer ExtractGsm8k(std::string_view text) {
     // "#### The answer is 72": keep what follows the marker.
     if (std::optional<std::string_view> after = AfterLastMarker(rest)) rest = *after;
     rest = FirstSentenceAnswer(CleanAnswerText(rest));
-    if (rest.empty() || NormalizeAnswer(rest).empty()) continue;
+    if (rest.empty() || IsPlaceholder(rest) || NormalizeAnswer(rest).empty()) continue;
     last_any = rest;
     if (NormalizeNumber(rest).has_value()) last_number = rest;
   }

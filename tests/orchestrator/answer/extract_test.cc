@@ -88,6 +88,15 @@ TEST(ExtractGsm8kTest, NonNumericAnswerIsNormalisedAsText) {
   ExpectAnswer("#### Tuesday", AnswerFormat::kGsm8k, "tuesday");
 }
 
+TEST(ExtractGsm8kTest, AnEchoedPlaceholderIsNoAnswer) {
+  // A base model repeating the instruction (seen on Gemma 3 270M's synthesis).
+  ExpectNone("End your response with a final line of the form \"#### <number>\", where "
+             "<number> is the final numeric answer only.",
+             AnswerFormat::kGsm8k);
+  ExpectAnswer("#### 12\nThe format is \"#### <number>\"", AnswerFormat::kGsm8k, "12");
+  ExpectNone("Answer: <your answer>", AnswerFormat::kAnswerLine);
+}
+
 TEST(ExtractGsm8kTest, NoMarkerFindsNothing) {
   ExpectNone("She makes 9 * 2 = 18 dollars a day.", AnswerFormat::kGsm8k);
   ExpectNone("", AnswerFormat::kGsm8k);
