@@ -28,18 +28,14 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import conclave_api  # noqa: E402
-from eval_accuracy import FEW_SHOT, FEW_SHOT_STOP  # noqa: E402
+from eval_accuracy import FEW_SHOT, few_shot_stop, few_shot_turns  # noqa: E402
 
 
 def run_one(api, stub, question, agents, args, seed):
     pb = api.pb
-    turns = []
-    for q, a in FEW_SHOT[:args.few_shot]:
-        turns += [pb.ChatMessage(role=pb.ROLE_USER, content=q),
-                  pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=a)]
     request = pb.ContemplateRequest(
-        messages=turns + [pb.ChatMessage(role=pb.ROLE_USER, content=question)],
-        stop=FEW_SHOT_STOP if args.few_shot else [], agents=agents, aggregator=pb.AGGREGATOR_MAJORITY,
+        messages=few_shot_turns(pb, question, args.few_shot),
+        stop=few_shot_stop(args.few_shot), agents=agents, aggregator=pb.AGGREGATOR_MAJORITY,
         answer_format=pb.ANSWER_FORMAT_GSM8K, temperature=args.temperature,
         seed=seed, max_tokens=args.max_tokens, stream_agent_text=True)
     start = time.perf_counter()

@@ -65,6 +65,21 @@ FEW_SHOT = [
 FEW_SHOT_STOP = ["\n"]  # the examples' answers are one line
 
 
+def few_shot_turns(pb, question, k):
+    """The question as chat turns, after the first k FEW_SHOT examples as
+    earlier user/assistant turns."""
+    turns = []
+    for q, a in FEW_SHOT[:k]:
+        turns += [pb.ChatMessage(role=pb.ROLE_USER, content=q),
+                  pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=a)]
+    return turns + [pb.ChatMessage(role=pb.ROLE_USER, content=question)]
+
+
+def few_shot_stop(k):
+    """The stop strings of a run with k examples: none without examples."""
+    return FEW_SHOT_STOP if k else []
+
+
 def gold_answer(text):
     tail = text.rsplit("####", 1)[-1]
     m = NUMBER.search(tail)
@@ -89,17 +104,10 @@ def instant_answer(text):
 class Runner:
     def __init__(self, api, stub, args):
         self.api, self.stub, self.args = api, stub, args
-        self.stop = FEW_SHOT_STOP if args.few_shot else []
+        self.stop = few_shot_stop(args.few_shot)
 
     def question_turns(self, question):
-        """The question as chat turns: with --few-shot K, K solved examples
-        as earlier user/assistant turns first."""
-        pb = self.api.pb
-        turns = []
-        for q, a in FEW_SHOT[:self.args.few_shot]:
-            turns += [pb.ChatMessage(role=pb.ROLE_USER, content=q),
-                      pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=a)]
-        return turns + [pb.ChatMessage(role=pb.ROLE_USER, content=question)]
+        return few_shot_turns(self.api.pb, question, self.args.few_shot)
 
     def instant(self, i, question):
         pb = self.api.pb
@@ -231,7 +239,7 @@ def main():
     print(json.dumps({"model": pathlib.Path(args.model).stem,
                       "data": pathlib.Path(args.data).name, "agents": args.agents,
                       "answer_format": args.answer_format, "few_shot": args.few_shot,
-                      "stop": FEW_SHOT_STOP if args.few_shot else [],
+                      "stop": few_shot_stop(args.few_shot),
                       "max_tokens": args.max_tokens, "temperature": args.temperature,
                       "concurrency": args.concurrency, "results": results}, indent=2))
 
