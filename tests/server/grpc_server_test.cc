@@ -20,6 +20,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/serving_engine.h"
+#include "tests/server/test_serving_engine.h"
 #include "tests/testing/paths.h"
 
 namespace conclave::server {
@@ -48,12 +49,7 @@ class GrpcServerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const std::string path = conclave::testing::DefaultModelPath();
     if (path.empty()) return;
-    EngineOptions engine_options;
-    engine_options.model_path = path;
-    engine_options.threads = 2;
-    engine_options.kv_cache_mib = 64;
-    engine_options.max_agents = kMaxAgents;
-    absl::StatusOr<std::unique_ptr<ServingEngine>> serving = ServingEngine::Load(engine_options);
+    absl::StatusOr<std::unique_ptr<ServingEngine>> serving = LoadTestServingEngine(path, kMaxAgents);
     ASSERT_TRUE(serving.ok()) << serving.status();
     serving_ = serving->release();
 

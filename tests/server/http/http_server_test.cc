@@ -37,6 +37,7 @@
 #include "prometheus/metric_family.h"
 #include "server/service_context.h"
 #include "server/serving_engine.h"
+#include "tests/server/test_serving_engine.h"
 #include "spdlog/spdlog.h"
 #include "tests/testing/paths.h"
 
@@ -214,12 +215,7 @@ class HttpServerTest : public ::testing::Test {
     const std::string path = conclave::testing::DefaultModelPath();
     if (path.empty()) return;
     spdlog::default_logger_raw();  // see BuildLibraryStatics
-    EngineOptions engine_options;
-    engine_options.model_path = path;
-    engine_options.threads = 2;
-    engine_options.kv_cache_mib = 64;
-    engine_options.max_agents = kMaxAgents;
-    absl::StatusOr<std::unique_ptr<ServingEngine>> serving = ServingEngine::Load(engine_options);
+    absl::StatusOr<std::unique_ptr<ServingEngine>> serving = LoadTestServingEngine(path, kMaxAgents);
     ASSERT_TRUE(serving.ok()) << serving.status();
     serving_ = serving->release();
 
